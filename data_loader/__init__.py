@@ -1,0 +1,19 @@
+"""Datasets and label noise shared by every trainer."""
+from data_loader.cifar import CifarData, load_cifar
+from data_loader.datasets import DATASETS, NUM_CLASSES, DatasetBundle, NoisyDataset, balanced_split, build_datasets
+from data_loader.digits import DigitsData, load_digits_split
+from data_loader.noise import (
+    NOISE_KINDS,
+    asym_class_map,
+    load_or_make_noisy_labels,
+    make_noisy_labels,
+    noise_summary,
+    noisy_label_path,
+)
+from data_loader.transforms import NORMALIZATION, get_transforms
+
+__all__ = [
+    "DATASETS", "NOISE_KINDS", "NORMALIZATION", "NUM_CLASSES", "CifarData", "DatasetBundle", "DigitsData",
+    "NoisyDataset", "asym_class_map", "balanced_split", "build_datasets", "get_transforms", "load_cifar",
+    "load_digits_split", "load_or_make_noisy_labels", "make_noisy_labels", "noise_summary", "noisy_label_path",
+]

@@ -1,0 +1,1 @@
+"""FINE: filtering noisy instances via the principal eigenvectors of penultimate-layer features."""
