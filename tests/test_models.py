@@ -1,0 +1,142 @@
+"""Models: shapes, the feature/head contract, sizes, gradients, a small CNN that learns digits, pretrained loading."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from sklearn.datasets import load_digits
+
+from fine.errors import UserError
+from fine.models import ARCHS, create_model
+from fine.models.torchvision_models import imagenet_cache_file
+
+# arch -> (input shape, feature dim, backbone parameters in millions (low, high)), head excluded.
+SPECS = {
+    "preact_resnet18": ((3, 32, 32), 512, (11.1, 11.3)),
+    "resnet34": ((3, 32, 32), 512, (21.2, 21.4)),
+    "resnet50": ((3, 32, 32), 2048, (23.4, 23.6)),
+    "small_cnn": ((1, 8, 8), 128, (0.02, 0.15)),
+}
+
+
+def test_specs_cover_every_arch():
+    assert set(SPECS) == set(ARCHS)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shapes_contract_size_and_gradients(arch):
+    torch.manual_seed(0)
+    shape, dim, (lo, hi) = SPECS[arch]
+    model = create_model(arch, 7)
+    assert model.feature_dim == dim
+    assert isinstance(model.head, torch.nn.Linear) and model.head.in_features == dim and model.head.out_features == 7
+    backbone = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("head."))
+    assert lo * 1e6 <= backbone <= hi * 1e6
+
+    x = torch.randn(2, *shape)
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        logits = model(x)
+    assert feats.shape == (2, dim) and logits.shape == (2, 7)
+    torch.testing.assert_close(logits, model.head(feats))
+
+    model.train()
+    model(x).logsumexp(dim=1).sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
+def test_in_channels_and_bad_input():
+    assert create_model("resnet34", 10, in_channels=1)(torch.randn(2, 1, 16, 16)).shape == (2, 10)
+    assert create_model("small_cnn", 3, in_channels=3)(torch.randn(2, 3, 8, 8)).shape == (2, 3)
+    with pytest.raises(UserError, match="choose one of preact_resnet18, resnet34"):
+        create_model("resnet18", 10)
+    with pytest.raises(UserError, match="resnet50 only"):
+        create_model("resnet34", 10, pretrained="imagenet")
+
+
+def test_small_cnn_learns_clean_digits():
+    torch.manual_seed(0)
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = (x - x.mean()) / x.std()
+    y = torch.tensor(digits.target)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    train, test = perm[:1400], perm[1400:]
+    model = create_model("small_cnn", 10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    for _ in range(20):
+        model.train()
+        order = train[torch.randperm(len(train))]
+        for batch in order.split(64):
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        acc = (model(x[test]).argmax(1) == y[test]).float().mean().item()
+    assert acc >= 0.9
+
+
+def test_resnet50_loads_a_torchvision_state_dict(tmp_path):
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50(weights=None)
+    path = tmp_path / "resnet50.pth"
+    torch.save(reference.state_dict(), path)
+    model = create_model("resnet50", 5, pretrained=str(path))
+    state = model.state_dict()
+    for key, value in reference.state_dict().items():
+        if not key.startswith("fc."):
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0)
+    assert model.head.out_features == 5
+    reference.fc = torch.nn.Identity()
+    reference.eval()
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_features(x), reference(x))
+
+
+def test_resnet50_imagenet_reads_the_hub_cache_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = imagenet_cache_file()
+    assert cached.parent == tmp_path / "hub" / "checkpoints"
+    with pytest.raises(UserError, match=cached.name):
+        create_model("resnet50", 10, pretrained="imagenet")
+    cached.parent.mkdir(parents=True)
+    reference = torchvision.models.resnet50(weights=None)
+    torch.save(reference.state_dict(), cached)
+    model = create_model("resnet50", 10, pretrained="imagenet")
+    torch.testing.assert_close(model.conv1.weight, reference.conv1.weight, rtol=0, atol=0)
+
+
+def test_resnet50_bad_pretrained_files(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        create_model("resnet50", 10, pretrained=str(tmp_path / "missing.pth"))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read"):
+        create_model("resnet50", 10, pretrained=str(junk))
+    listing = tmp_path / "list.pth"
+    torch.save([1, 2], listing)
+    with pytest.raises(UserError, match="not a state dict"):
+        create_model("resnet50", 10, pretrained=str(listing))
+    other = tmp_path / "resnet34.pth"
+    torch.save(create_model("resnet34", 10).state_dict(), other)
+    with pytest.raises(UserError, match="do not fit"):
+        create_model("resnet50", 10, pretrained=str(other))
+    with pytest.raises(UserError, match="3 input channels"):
+        create_model("resnet50", 10, pretrained=str(other), in_channels=1)
+
+
+def test_head_is_fresh_not_imagenet(tmp_path):
+    reference = torchvision.models.resnet50(weights=None, num_classes=10)
+    path = tmp_path / "w.pth"
+    torch.save(reference.state_dict(), path)
+    model = create_model("resnet50", 10, pretrained=str(path))
+    assert not np.allclose(model.head.weight.detach().numpy(), reference.fc.weight.detach().numpy())
