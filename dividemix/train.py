@@ -1,0 +1,370 @@
+"""Train DivideMix (Li, Socher and Hoi, ICLR 2020) or F-DivideMix under label noise.
+
+Two networks warm up with cross-entropy on all data. Then, every epoch, each network's selector turns the training
+set into a clean probability per sample; each network trains with MixMatch on the split made by its *peer*
+(co-divide): samples whose clean probability exceeds ``--p_threshold`` are labelled (their labels co-refined), the
+rest unlabelled (their labels co-guessed by both networks).
+  --selector loss-gmm   DivideMix: 2-component GMM on the normalised per-sample cross-entropy
+  --selector fine       F-DivideMix: FINE on eval-mode penultimate features of un-augmented images
+
+    python -m dividemix.train --dataset cifar10 --noise_kind sym --noise_rate 0.5 --selector fine
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
+from tqdm import tqdm
+
+from data_loader import build_datasets
+from dividemix.mixmatch import (co_guess, co_refine, linear_rampup, mixup, neg_entropy_penalty, soft_cross_entropy,
+                                uniform_prior_penalty, unlabelled_mse)
+from dividemix.recipes import recipe
+from fine.args import add_common_args, check_common_args, fill_defaults
+from fine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fine.errors import UserError, run_cli
+from fine.features import extract_features
+from fine.logger import RunLogger
+from fine.models import create_model
+from fine.run import prepare_run_dir, print_args, resolve_device, seed_everything
+from fine.selection import Selection, fine_select, loss_gmm_select, selection_metrics
+from fine.training import build_optimizer, build_scheduler, epoch_generator, predict, save_selection_round
+
+SELECTORS = ("loss-gmm", "fine")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    g = parser.add_argument_group("DivideMix")
+    g.add_argument("--selector", type=str, default="loss-gmm", choices=SELECTORS,
+                   help="how each network splits the training set: loss-gmm (DivideMix) or fine (F-DivideMix)")
+    g.add_argument("--warmup", type=int, default=None,
+                   help="epochs of cross-entropy on all data before the first split (default per dataset)")
+    g.add_argument("--p_threshold", type=float, default=None,
+                   help="a sample is labelled when its clean probability exceeds this (default 0.5, 0.6 at 90%% "
+                        "symmetric noise)")
+    g.add_argument("--lambda_u", type=float, default=None,
+                   help="weight of the unlabelled loss after its 16-epoch ramp (default per dataset and noise)")
+    g.add_argument("--T", type=float, default=0.5, help="sharpening temperature of refined and guessed labels")
+    g.add_argument("--alpha", type=float, default=4.0, help="mixup Beta(alpha, alpha) concentration")
+    g.add_argument("--num_batches", type=int, default=None,
+                   help="at most this many iterations per epoch (Clothing1M-style runs; default: one pass over the "
+                        "labelled set, or over all data in warm-up)")
+    g.add_argument("--loss_history", type=int, default=None,
+                   help="loss-gmm: fit the GMM on the normalised loss averaged over this many recent epochs "
+                        "(default 5 at 90%% symmetric noise, else 1)")
+    return parser
+
+
+def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Check the flags and fill unset ones from the paper's recipe."""
+    check_common_args(args)
+    if args.selector == "fine" and args.loss_history is not None:
+        raise UserError("--loss_history applies to --selector loss-gmm only; drop it")
+    args.method, args.loss = "dividemix", "ce"
+    fill_defaults(args, recipe(args.dataset, args.noise_kind, args.noise_rate))
+    if args.lambda_u is None:
+        raise UserError(f"DivideMix publishes no lambda_u for {args.dataset} {args.noise_kind} noise "
+                        f"{args.noise_rate:g}; pass --lambda_u (e.g. 25)")
+    if args.lambda_u < 0:
+        raise UserError(f"--lambda_u must be 0 or more, got {args.lambda_u}")
+    if not 0.0 < args.p_threshold < 1.0:
+        raise UserError(f"--p_threshold {args.p_threshold} is outside (0, 1)")
+    if args.T <= 0 or args.alpha <= 0:
+        raise UserError(f"--T and --alpha must be positive (got {args.T}, {args.alpha})")
+    if args.warmup < 0:
+        raise UserError(f"--warmup must be 0 or more, got {args.warmup}")
+    if args.warmup >= args.epochs:
+        raise UserError(f"--warmup {args.warmup} leaves no DivideMix epoch within --epochs {args.epochs}")
+    if args.val_size:
+        raise UserError(f"--val_size {args.val_size}: DivideMix trains on the whole training set and reports test "
+                        f"accuracy; drop --val_size or pass 0")
+    if args.num_batches is not None and args.num_batches < 1:
+        raise UserError(f"--num_batches must be at least 1, got {args.num_batches}")
+    if args.selector == "fine":
+        args.loss_history = None
+    elif args.loss_history < 1:
+        raise UserError(f"--loss_history must be at least 1, got {args.loss_history}")
+    return args
+
+
+class TwoViews(Dataset):
+    """Items ``(view1, view2, label, index)``: two independent augmentations of each sample of ``dataset``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        x1, y, index = self.dataset[i]
+        x2, _, _ = self.dataset[i]
+        return x1, x2, y, index
+
+
+def warmup_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, *,
+                     confidence_penalty: bool, max_batches: int | None, device: torch.device,
+                     desc: str) -> dict[str, float]:
+    """One epoch of cross-entropy on all samples, plus the negative-entropy penalty when ``confidence_penalty``."""
+    model.train()
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, hits vs noisy labels, samples
+    num_iter = len(loader) if max_batches is None else min(len(loader), max_batches)
+    for x, y, _ in tqdm(islice(loader, num_iter), desc=desc, total=num_iter, leave=False, dynamic_ncols=True):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        if confidence_penalty:
+            loss = loss + neg_entropy_penalty(logits)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        totals += torch.stack([loss.detach() * len(y), (logits.detach().argmax(1) == y).sum(),
+                               torch.tensor(len(y), device=device)]).double()
+    loss_sum, hits, n = totals.tolist()
+    n = max(n, 1.0)
+    return {"loss": loss_sum / n, "acc_noisy": 100 * hits / n}
+
+
+def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader, unlabelled: DataLoader | None,
+                       w: torch.Tensor, optimizer: torch.optim.Optimizer, args: argparse.Namespace, epoch: int,
+                       num_classes: int, rng: np.random.Generator, device: torch.device,
+                       desc: str) -> dict[str, float]:
+    """One DivideMix epoch of ``model`` on the split of ``peer``.
+
+    ``labelled`` and ``unlabelled`` yield ``(view1, view2, label, index)``; ``w`` (N,) holds the peer's clean
+    probability of every training sample, on ``device``. The unlabelled loader is restarted whenever it runs out;
+    without unlabelled samples only the labelled loss and the prior penalty are used.
+    """
+    model.train()
+    peer.eval()
+    num_iter = len(labelled) if args.num_batches is None else min(len(labelled), args.num_batches)
+    unlabelled_iter = iter(unlabelled) if unlabelled is not None else None
+    totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss, Lx, Lu, penalty sums; batches
+    ramp = 0.0
+    batches = tqdm(islice(labelled, num_iter), desc=desc, total=num_iter, leave=False, dynamic_ncols=True)
+    for step, (x1, x2, y, index) in enumerate(batches):
+        x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
+        y, index = y.to(device, non_blocking=True), index.to(device)
+        batch = len(y)
+        with torch.no_grad():
+            p_x = model(torch.cat([x1, x2])).softmax(1).reshape(2, batch, num_classes).mean(0)
+            targets_x = co_refine(F.one_hot(y, num_classes), w[index], p_x, args.T)
+            inputs, targets = [x1, x2], [targets_x, targets_x]  # + [u1 and u2 together], [guesses twice]
+            if unlabelled_iter is not None:
+                try:
+                    u1, u2, _, _ = next(unlabelled_iter)
+                except StopIteration:
+                    unlabelled_iter = iter(unlabelled)
+                    u1, u2, _, _ = next(unlabelled_iter)
+                u = torch.cat([u1, u2]).to(device, non_blocking=True)
+                # Four predictions per sample: both networks on both views.
+                guesses = [m(u).softmax(1).reshape(2, len(u1), num_classes) for m in (model, peer)]
+                targets_u = co_guess([g[v] for g in guesses for v in range(2)], args.T)
+                inputs.append(u)
+                targets += [targets_u, targets_u]
+        mixed_x, mixed_y, _ = mixup(torch.cat(inputs), torch.cat(targets), args.alpha, rng)
+        logits = model(mixed_x)
+        loss_x = soft_cross_entropy(logits[:2 * batch], mixed_y[:2 * batch])
+        loss_u = unlabelled_mse(logits[2 * batch:], mixed_y[2 * batch:]) if len(inputs) == 3 else logits.new_zeros(())
+        ramp = args.lambda_u * linear_rampup(epoch + step / num_iter, args.warmup)
+        penalty = uniform_prior_penalty(logits)
+        loss = loss_x + ramp * loss_u + penalty
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        totals += torch.stack([loss.detach(), loss_x.detach(), loss_u.detach(), penalty.detach(),
+                               torch.ones((), device=device)]).double()
+    loss_sum, lx_sum, lu_sum, penalty_sum, n = totals.tolist()
+    n = max(n, 1.0)
+    return {"loss": loss_sum / n, "loss_x": lx_sum / n, "loss_u": lu_sum / n, "penalty": penalty_sum / n,
+            "lambda_u": ramp, "batches": n}
+
+
+def divide(args: argparse.Namespace, model: nn.Module, eval_loader: DataLoader, labels: torch.Tensor,
+           num_classes: int, history: list[torch.Tensor],
+           device: torch.device) -> tuple[Selection, list[torch.Tensor]]:
+    """Split the training set with ``model``'s eval-mode outputs on un-augmented images.
+
+    Returns the selection (``clean_prob`` = w, ``clean_mask`` = w > p_threshold) and the updated history of
+    normalised per-sample losses (loss-gmm: the GMM sees the mean of this epoch's and the ``--loss_history`` - 1
+    previous epochs' losses, so that many are kept).
+    """
+    features, logits = extract_features(model, eval_loader, len(labels), device)
+    if args.selector == "fine":
+        return fine_select(features, labels, num_classes, ref_mask=None, threshold=args.p_threshold), history
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    sel = loss_gmm_select(losses, threshold=args.p_threshold, history=torch.stack(history) if history else None)
+    keep = args.loss_history - 1
+    return sel, (history + [sel.scores])[-keep:] if keep else []
+
+
+def selection_row(sel: Selection, is_clean: torch.Tensor | None) -> dict[str, float]:
+    """Size and, when clean labels are known, precision/recall/F1/specificity/accuracy and the AUC of w."""
+    row = {"selected": int(sel.clean_mask.sum())}
+    if is_clean is not None:
+        metrics = selection_metrics(sel.clean_mask, is_clean)
+        row.update({k: metrics[k] for k in ("precision", "recall", "f1", "specificity", "accuracy")})
+        both = 0 < int(is_clean.sum()) < len(is_clean)
+        row["auc"] = float(roc_auc_score(is_clean.numpy(), sel.clean_prob.float().numpy())) if both else None
+    return row
+
+
+def main(args: argparse.Namespace) -> dict:
+    args = resolve_args(args)
+    device = resolve_device(args.device)
+    if args.workers is None:
+        args.workers = 4 if device.type == "cuda" else 0
+    noise_seed = args.seed if args.noise_seed is None else args.noise_seed
+    bundle = build_datasets(args.dataset, args.data_path, noise_kind=args.noise_kind, noise_rate=args.noise_rate,
+                            seed=noise_seed, noise_file=args.noise_file, val_size=args.val_size)
+    train_set, num_classes = bundle.train, bundle.num_classes
+    num_train = len(train_set)
+    noisy = torch.as_tensor(train_set.noisy_labels, dtype=torch.long)
+    clean = torch.as_tensor(train_set.clean_labels, dtype=torch.long) if train_set.clean_labels is not None else None
+    is_clean = (noisy == clean) if clean is not None else None
+
+    run_dir, resuming = prepare_run_dir(args, "dividemix", ["method", "loss", "selector"])
+    if (run_dir / "summary.json").exists():
+        print(f"{run_dir} already finished; nothing to do")
+        return {}
+    print_args(args)
+    print(f"run directory: {run_dir}\ntrain {num_train}, test {len(bundle.test)}; {bundle.noise_info}")
+
+    seed_everything(args.seed)
+    in_channels = bundle.test[0][0].shape[0]
+    models = [create_model(args.arch, num_classes, in_channels=in_channels).to(device) for _ in range(2)]
+    optimizers = [build_optimizer(m, args) for m in models]
+    schedulers = [build_scheduler(opt, args) for opt in optimizers]
+    loader_kw = dict(num_workers=args.workers, pin_memory=device.type == "cuda")
+    eval_loader = DataLoader(train_set.view(bundle.test_transform), batch_size=4 * args.batch_size, shuffle=False,
+                             **loader_kw)
+    test_loader = DataLoader(bundle.test, batch_size=4 * args.batch_size, shuffle=False, **loader_kw)
+    two_views = TwoViews(train_set)
+
+    # history[i]: recent normalised losses of network i (loss-gmm); selection: quality of network 1's last split.
+    state = {"epoch": -1, "history": [[], []], "best_test": -math.inf, "best_epoch": -1, "last_test": None,
+             "selection": None, "elapsed": 0.0}
+    if resuming:
+        ckpt = load_checkpoint(run_dir / "last.pt")
+        for i in range(2):
+            models[i].load_state_dict(ckpt["models"][i])
+            optimizers[i].load_state_dict(ckpt["optimizers"][i])
+            schedulers[i].load_state_dict(ckpt["schedulers"][i])
+        state = ckpt["state"]
+        set_rng_state(ckpt["rng"])
+        print(f"resumed from {run_dir / 'last.pt'} after epoch {state['epoch']}")
+    logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1)
+    start = time.time() - state["elapsed"]
+
+    for epoch in range(state["epoch"] + 1, args.epochs):
+        row: dict = {"epoch": epoch, "lr": optimizers[0].param_groups[0]["lr"]}
+        generator = epoch_generator(args.seed, epoch)
+        rng = np.random.default_rng((args.seed % 2**32, epoch))  # mixup weights and partners
+        if epoch < args.warmup:
+            # DivideMix warms up on batches of twice the MixMatch size (64 labelled + 64 unlabelled).
+            loader = DataLoader(train_set, batch_size=2 * args.batch_size, shuffle=True, generator=generator,
+                                **loader_kw)
+            for i in range(2):
+                metrics = warmup_one_epoch(models[i], loader, optimizers[i],
+                                           confidence_penalty=args.noise_kind == "asym",
+                                           max_batches=args.num_batches, device=device,
+                                           desc=f"warm-up {epoch} net {i + 1}")
+                row.update({f"train/net{i + 1}/{k}": v for k, v in metrics.items()})
+        else:
+            splits = []
+            for i in range(2):
+                t0 = time.time()
+                sel, state["history"][i] = divide(args, models[i], eval_loader, noisy, num_classes,
+                                                  state["history"][i], device)
+                splits.append(sel)
+                tag = f"select/net{i + 1}"
+                row[f"{tag}/seconds"] = time.time() - t0
+                sel_metrics = selection_row(sel, is_clean)
+                row.update({f"{tag}/{k}": v for k, v in sel_metrics.items()})
+                if is_clean is not None:
+                    logger.histogram(f"{tag}/prob_clean", sel.clean_prob[is_clean], epoch)
+                    logger.histogram(f"{tag}/prob_noisy", sel.clean_prob[~is_clean], epoch)
+                    if i == 0:
+                        state["selection"] = {k: sel_metrics[k] for k in
+                                              ("precision", "recall", "f1", "specificity", "accuracy", "selected")}
+                save_selection_round(run_dir / "selection" / f"round_{epoch:03d}_net{i + 1}.npz", sel,
+                                     train_set.noisy_labels, train_set.clean_labels)
+            for i in range(2):
+                peer = 1 - i
+                sel = splits[peer]  # co-divide: network i learns from its peer's split
+                labelled_idx = sel.clean_mask.nonzero().squeeze(1)
+                unlabelled_idx = (~sel.clean_mask).nonzero().squeeze(1)
+                tag = f"train/net{i + 1}"
+                row[f"{tag}/labelled"], row[f"{tag}/unlabelled"] = len(labelled_idx), len(unlabelled_idx)
+                if len(labelled_idx) == 0:
+                    print(f"epoch {epoch}: network {peer + 1} labelled no sample clean; network {i + 1} skips "
+                          f"this epoch")
+                    continue
+                labelled = DataLoader(two_views, batch_size=args.batch_size, **loader_kw,
+                                      sampler=SubsetRandomSampler(labelled_idx.tolist(), generator=generator))
+                unlabelled = None
+                if len(unlabelled_idx) > 0:
+                    unlabelled = DataLoader(two_views, batch_size=args.batch_size, **loader_kw,
+                                            sampler=SubsetRandomSampler(unlabelled_idx.tolist(), generator=generator))
+                metrics = mixmatch_one_epoch(models[i], models[peer], labelled, unlabelled,
+                                             sel.clean_prob.to(device), optimizers[i], args, epoch, num_classes, rng,
+                                             device, desc=f"epoch {epoch} net {i + 1}")
+                row.update({f"{tag}/{k}": v for k, v in metrics.items()})
+        losses = [row[f"train/net{i + 1}/loss"] for i in range(2) if f"train/net{i + 1}/loss" in row]
+        row["train/loss"] = sum(losses) / len(losses) if losses else None
+        if row["train/loss"] is not None and not math.isfinite(row["train/loss"]):
+            raise UserError(f"training diverged at epoch {epoch} (loss {row['train/loss']}); the last good "
+                            f"checkpoint is {run_dir / 'last.pt'}; lower --lr and start again")
+        for sched in schedulers:
+            sched.step()
+
+        probs = []
+        for i in range(2):
+            p, labels = predict([models[i]], test_loader, device)
+            probs.append(p)
+            row[f"test/acc_net{i + 1}"] = 100.0 * (p.argmax(1) == labels).float().mean().item()
+        row["test/acc"] = 100.0 * ((probs[0] + probs[1]).argmax(1) == labels).float().mean().item()  # ensemble
+        row["val/acc"] = None
+        improved = row["test/acc"] > state["best_test"]
+        if improved:
+            state.update(best_test=row["test/acc"], best_epoch=epoch)
+        state.update(epoch=epoch, last_test=row["test/acc"], elapsed=time.time() - start)
+        logger.epoch_row(row)
+        ckpt = {"args": vars(args), "state": state, "models": [m.state_dict() for m in models],
+                "optimizers": [o.state_dict() for o in optimizers], "schedulers": [s.state_dict() for s in schedulers],
+                "rng": rng_state()}
+        save_checkpoint(ckpt, run_dir / "last.pt")
+        if improved:
+            save_checkpoint(ckpt, run_dir / "best.pt")
+        loss_text = f"loss {row['train/loss']:.4f}" if row["train/loss"] is not None else "no training"
+        print(f"epoch {epoch:3d} {loss_text} test {row['test/acc']:.2f} "
+              f"(best {state['best_test']:.2f} @ {state['best_epoch']})")
+
+    summary = {
+        "trainer": "dividemix", "dataset": args.dataset, "noise_kind": args.noise_kind,
+        "noise_rate": args.noise_rate, "noise_label": getattr(args, "noise_label", None), "method": args.method,
+        "loss": args.loss, "selector": args.selector, "seed": args.seed, "arch": args.arch, "run_dir": str(run_dir),
+        "epochs": args.epochs, "best_epoch": state["best_epoch"], "best_val_acc": None,
+        "best_test_acc": state["best_test"], "last_test_acc": state["last_test"],
+        "selection": state["selection"], "wall_time_s": round(time.time() - start, 1), "finished": True,
+    }
+    logger.summary(summary)
+    logger.close()
+    print(f"done: best test {summary['best_test_acc']:.2f} (epoch {summary['best_epoch']}), "
+          f"last test {summary['last_test_acc']:.2f}; {Path(run_dir) / 'summary.json'}")
+    return summary
+
+
+if __name__ == "__main__":
+    run_cli(lambda: main(get_args_parser().parse_args()))

@@ -1,0 +1,361 @@
+"""Train under label noise with dynamic sample selection.
+
+Methods (``--method``):
+  standard      one network on all noisy labels
+  fine          warm-up on all data, then every ``--every`` epochs select samples with ``--selector`` (FINE by default)
+                from un-augmented eval-mode features and train only on the selection until the next round
+  f-coteaching  two networks; each trains on the samples FINE selects from the *other* network's features
+  coteaching    two networks exchange their small-loss samples in every mini-batch (Han et al. 2018)
+  coteaching+   Co-teaching restricted to the samples on which the two networks disagree (Yu et al. 2019)
+Every method takes ``--loss ce|gce|sce|elr``.
+
+    python -m dynamic_selection.train --dataset cifar10 --noise_kind sym --noise_rate 0.5 --method fine
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, SubsetRandomSampler
+from tqdm import tqdm
+
+from data_loader import build_datasets
+from dynamic_selection.recipes import recipe
+from fine.args import add_common_args, check_common_args, fill_defaults
+from fine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fine.errors import UserError, run_cli
+from fine.features import extract_features
+from fine.logger import RunLogger
+from fine.losses import LOSSES, build_loss, default_loss_hparams
+from fine.models import create_model
+from fine.run import prepare_run_dir, print_args, resolve_device, seed_everything
+from fine.selection import Selection, fine_select, loss_gmm_select, selection_metrics, small_loss_select
+from fine.training import build_optimizer, build_scheduler, epoch_generator, evaluate, save_selection_round
+
+METHODS = ("standard", "fine", "f-coteaching", "coteaching", "coteaching+")
+SELECTORS = ("fine", "small-loss", "loss-gmm")
+TWO_NETS = ("f-coteaching", "coteaching", "coteaching+")
+SELECTING = ("fine", "f-coteaching")  # methods with periodic selection rounds
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    g = parser.add_argument_group("method")
+    g.add_argument("--method", type=str, default="fine", choices=METHODS, help="training method (see above)")
+    g.add_argument("--loss", type=str, default="ce", choices=LOSSES, help="training loss")
+    g.add_argument("--optimizer", type=str, default=None, choices=("sgd", "adam"), help="optimiser (default per recipe)")
+    g.add_argument("--decay_start", type=int, default=None,
+                   help="linear-decay schedule: epoch from which the lr falls linearly to 0 (Adam's beta1 drops to 0.1)")
+    s = parser.add_argument_group("selection (fine, f-coteaching)")
+    s.add_argument("--selector", type=str, default=None, choices=SELECTORS,
+                   help="detector run at each selection round of --method fine (f-coteaching always uses fine)")
+    s.add_argument("--warmup", type=int, default=None, help="epochs on all data before the first selection round")
+    s.add_argument("--every", type=int, default=None, help="epochs between selection rounds")
+    s.add_argument("--threshold", type=float, default=0.5,
+                   help="zeta: a sample is clean when the mixture posterior of the clean component exceeds it")
+    s.add_argument("--fit", type=str, default="gmm", choices=("gmm", "kmeans", "bmm"),
+                   help="per-class 2-component model fitted on the FINE scores")
+    s.add_argument("--score", type=str, default="abs", choices=("abs", "squared"),
+                   help="FINE score: |<u, z/|z|>| as the published code, or the paper's <u, z>^2")
+    s.add_argument("--vector", type=str, default="eigen", choices=("eigen", "mean"),
+                   help="class direction: top eigenvector of the gram matrix, or the class mean")
+    s.add_argument("--aug_features", action="store_true",
+                   help="extract selection features from augmented images (the published code's behaviour; "
+                        "off by default)")
+    c = parser.add_argument_group("co-teaching family and small-loss selection")
+    c.add_argument("--forget_rate", type=float, default=None,
+                   help="tau: fraction of samples dropped as large-loss (default: the realised noise rate)")
+    c.add_argument("--num_gradual", type=int, default=None, help="epochs over which the forget rate ramps up to tau")
+    c.add_argument("--init_steps", type=int, default=None,
+                   help="coteaching+: optimisation steps of plain co-teaching before disagreement is used")
+    lg = parser.add_argument_group("robust-loss hyperparameters (default per dataset)")
+    lg.add_argument("--gce_q", type=float, default=None, help="GCE exponent q")
+    lg.add_argument("--sce_alpha", type=float, default=None, help="SCE weight of cross-entropy")
+    lg.add_argument("--sce_beta", type=float, default=None, help="SCE weight of reverse cross-entropy")
+    lg.add_argument("--elr_beta", type=float, default=None, help="ELR target momentum beta")
+    lg.add_argument("--elr_lambda", type=float, default=None, help="ELR regularisation weight lambda")
+    return parser
+
+
+def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Check the flags against the method and fill unset ones from the paper's recipe."""
+    check_common_args(args)
+    selecting = args.method in SELECTING
+    if not selecting:
+        for flag in ("selector", "warmup", "every"):
+            if getattr(args, flag) is not None:
+                raise UserError(f"--{flag} applies to --method fine or f-coteaching, not {args.method}")
+    if args.method == "f-coteaching" and args.selector not in (None, "fine"):
+        raise UserError("--method f-coteaching always selects with FINE; drop --selector or use --method fine")
+    if args.selector is None and selecting:
+        args.selector = "fine"
+    uses_forget_rate = args.method in ("coteaching", "coteaching+") or args.selector == "small-loss"
+    if not uses_forget_rate and args.forget_rate is not None:
+        raise UserError("--forget_rate applies to coteaching, coteaching+ or --selector small-loss")
+    if args.method != "coteaching+" and args.init_steps is not None:
+        raise UserError("--init_steps applies to --method coteaching+ only")
+    fill_defaults(args, recipe(args.dataset, args.method, args.loss))
+    fill_defaults(args, {f"{args.loss}_{k}": v for k, v in default_loss_hparams(args.loss, args.dataset).items()})
+    if selecting and (args.every < 1 or args.warmup < 0):
+        raise UserError(f"--every must be at least 1 and --warmup at least 0 (got {args.every}, {args.warmup})")
+    if selecting and args.warmup >= args.epochs:
+        raise UserError(f"--warmup {args.warmup} leaves no epoch for selection within --epochs {args.epochs}")
+    if not 0.0 < args.threshold < 1.0:
+        raise UserError(f"--threshold {args.threshold} is outside (0, 1)")
+    if args.forget_rate is not None and not 0.0 <= args.forget_rate < 1.0:
+        raise UserError(f"--forget_rate {args.forget_rate} is outside [0, 1)")
+    return args
+
+
+def loss_hparams(args: argparse.Namespace) -> dict:
+    """The ``--<loss>_<name>`` flags of the chosen loss, as keyword arguments of ``build_loss``."""
+    prefix = f"{args.loss}_"
+    return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
+
+
+def forget_rate_at(args: argparse.Namespace, epoch: int) -> float:
+    """Co-teaching's forget-rate schedule: linear from 0 to tau over ``num_gradual`` epochs, then tau."""
+    return args.forget_rate * min(epoch / max(args.num_gradual, 1), 1.0)
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+                    clean_labels: torch.Tensor | None, device: torch.device, desc: str) -> dict[str, float]:
+    """One epoch of ``loss_fn`` on the samples ``loader`` yields.
+
+    Returns the mean loss and the training accuracy (%) against the noisy and, when known, the clean labels.
+    Sums stay on ``device`` until the end of the epoch, so there is no host synchronisation per step.
+    """
+    model.train()
+    totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, hits vs noisy, hits vs clean, samples
+    for x, y, index in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
+        x, y, index = x.to(device, non_blocking=True), y.to(device, non_blocking=True), index.to(device)
+        logits = model(x)
+        loss = loss_fn(logits, y, index)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        pred = logits.detach().argmax(1)
+        clean_hits = (pred == clean_labels[index]).sum() if clean_labels is not None else 0
+        totals += torch.cat([(loss.detach() * len(y)).reshape(1), (pred == y).sum().reshape(1),
+                             torch.as_tensor(clean_hits, device=device).reshape(1),
+                             torch.tensor([len(y)], device=device)]).double()
+    loss_sum, hits, clean_hits, n = totals.tolist()
+    n = max(n, 1.0)
+    return {"loss": loss_sum / n, "acc_noisy": 100 * hits / n,
+            "acc_clean": 100 * clean_hits / n if clean_labels is not None else None}
+
+
+def train_one_epoch_coteaching(models: list[nn.Module], loader: DataLoader, optimizers: list[torch.optim.Optimizer],
+                               loss_fns: list[nn.Module], forget_rate: float, *, disagree: bool, step: int,
+                               init_steps: int, is_clean: torch.Tensor | None, device: torch.device,
+                               desc: str) -> tuple[dict[str, float], int]:
+    """Co-teaching(+) epoch: each network updates on the small-loss samples picked by its peer.
+
+    With ``disagree`` (Co-teaching+), after ``init_steps`` optimisation steps only the samples on which the two
+    networks' predictions differ are candidates. Returns the epoch's metrics and the updated step count.
+    """
+    for m in models:
+        m.train()
+    totals = torch.zeros(5, dtype=torch.float64)  # loss sum, correct (net 1), samples, kept, kept-and-clean
+    for x, y, index in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
+        x, y, index = x.to(device, non_blocking=True), y.to(device, non_blocking=True), index.to(device)
+        logits = [m(x) for m in models]
+        candidates = torch.arange(len(y), device=device)
+        if disagree and step >= init_steps:
+            candidates = (logits[0].argmax(1) != logits[1].argmax(1)).nonzero().squeeze(1)
+        step += 1
+        if len(candidates) == 0:
+            continue
+        num_keep = max(1, round((1.0 - forget_rate) * len(candidates)))
+        keep = []
+        for net_logits in logits:  # each network ranks the candidates by its own cross-entropy
+            ce = F.cross_entropy(net_logits[candidates].detach(), y[candidates], reduction="none")
+            keep.append(candidates[ce.argsort()[:num_keep]])
+        losses = []
+        for net, peer in ((0, 1), (1, 0)):
+            chosen = keep[peer]
+            losses.append(loss_fns[net](logits[net][chosen], y[chosen], index[chosen]))
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        sum(losses).backward()
+        for opt in optimizers:
+            opt.step()
+        clean_kept = is_clean[index[keep[1]]].sum() if is_clean is not None else 0
+        totals += torch.cat([(losses[0].detach() * len(y)).reshape(1), (logits[0].argmax(1) == y).sum().reshape(1),
+                             torch.tensor([len(y), num_keep], device=device),
+                             torch.as_tensor(clean_kept, device=device).reshape(1)]).double()
+    loss_sum, hits, n, kept, clean_kept = totals.tolist()
+    n = max(n, 1.0)
+    metrics = {"loss": loss_sum / n, "acc_noisy": 100 * hits / n, "kept_fraction": kept / n,
+               "kept_precision": clean_kept / max(kept, 1.0) if is_clean is not None else None}
+    return metrics, step
+
+
+def select(args: argparse.Namespace, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+           num_classes: int, ref_mask: torch.Tensor | None) -> Selection:
+    """One selection round with the configured detector on eval-mode outputs of the whole training set."""
+    if args.selector == "fine":
+        return fine_select(features, labels, num_classes, ref_mask=ref_mask, fit=args.fit, threshold=args.threshold,
+                           score=args.score, vector=args.vector)
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    if args.selector == "small-loss":
+        return small_loss_select(losses, labels, 1.0 - args.forget_rate, per_class=True, num_classes=num_classes)
+    return loss_gmm_select(losses, threshold=args.threshold)
+
+
+def main(args: argparse.Namespace) -> dict:
+    args = resolve_args(args)
+    device = resolve_device(args.device)
+    if args.workers is None:
+        args.workers = 4 if device.type == "cuda" else 0
+    noise_seed = args.seed if args.noise_seed is None else args.noise_seed
+    bundle = build_datasets(args.dataset, args.data_path, noise_kind=args.noise_kind, noise_rate=args.noise_rate,
+                            seed=noise_seed, noise_file=args.noise_file, val_size=args.val_size)
+    train_set, num_classes = bundle.train, bundle.num_classes
+    num_train = len(train_set)
+    noisy = torch.as_tensor(train_set.noisy_labels, dtype=torch.long)
+    clean = torch.as_tensor(train_set.clean_labels, dtype=torch.long) if train_set.clean_labels is not None else None
+    is_clean = (noisy == clean) if clean is not None else None
+    clean_dev = clean.to(device) if clean is not None else None
+    is_clean_dev = is_clean.to(device) if is_clean is not None else None
+    if args.forget_rate is None and (args.method in ("coteaching", "coteaching+") or args.selector == "small-loss"):
+        if is_clean is None:
+            raise UserError("this dataset has no clean labels to estimate the noise rate; pass --forget_rate")
+        args.forget_rate = round(1.0 - is_clean.float().mean().item(), 4)
+
+    run_dir, resuming = prepare_run_dir(args, "dynamic_selection", ["method", "loss", "selector"])
+    if (run_dir / "summary.json").exists():
+        print(f"{run_dir} already finished; nothing to do")
+        return {}
+    print_args(args)
+    print(f"run directory: {run_dir}\ntrain {num_train}, validation {len(bundle.val) if bundle.val else 0}, "
+          f"test {len(bundle.test)}; {bundle.noise_info}")
+
+    seed_everything(args.seed)
+    num_nets = 2 if args.method in TWO_NETS else 1
+    in_channels = bundle.test[0][0].shape[0]
+    models = [create_model(args.arch, num_classes, in_channels=in_channels).to(device) for _ in range(num_nets)]
+    optimizers = [build_optimizer(m, args) for m in models]
+    schedulers = [build_scheduler(opt, args) for opt in optimizers]
+    loss_fns = [build_loss(args.loss, num_classes=num_classes, num_samples=num_train, **loss_hparams(args)).to(device)
+                for _ in range(num_nets)]
+    loader_kw = dict(batch_size=args.batch_size, num_workers=args.workers, pin_memory=device.type == "cuda")
+    eval_set = train_set if args.aug_features else train_set.view(bundle.test_transform)
+    eval_loader = DataLoader(eval_set, shuffle=False, **dict(loader_kw, batch_size=4 * args.batch_size))
+    val_loader = DataLoader(bundle.val, shuffle=False, **loader_kw) if bundle.val is not None else None
+    test_loader = DataLoader(bundle.test, shuffle=False, **loader_kw)
+
+    # train_masks[i]: samples network i trains on; ref_masks[i]: last selection made from network i's features.
+    state = {"epoch": -1, "train_masks": [None] * num_nets, "ref_masks": [None] * num_nets, "step": 0,
+             "best_val": -math.inf, "best_test": None, "best_epoch": -1, "last_test": None, "selection": None,
+             "elapsed": 0.0}
+    if resuming:
+        ckpt = load_checkpoint(run_dir / "last.pt")
+        for i in range(num_nets):
+            models[i].load_state_dict(ckpt["models"][i])
+            optimizers[i].load_state_dict(ckpt["optimizers"][i])
+            schedulers[i].load_state_dict(ckpt["schedulers"][i])
+            loss_fns[i].load_state_dict(ckpt["losses"][i])
+        state = ckpt["state"]
+        set_rng_state(ckpt["rng"])
+        print(f"resumed from {run_dir / 'last.pt'} after epoch {state['epoch']}")
+    logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1)
+    start = time.time() - state["elapsed"]
+
+    for epoch in range(state["epoch"] + 1, args.epochs):
+        row: dict = {"epoch": epoch, "lr": optimizers[0].param_groups[0]["lr"]}
+        if args.method in SELECTING and epoch >= args.warmup and (epoch - args.warmup) % args.every == 0:
+            for i in range(num_nets):
+                t0 = time.time()
+                features, logits = extract_features(models[i], eval_loader, num_train, device)
+                sel = select(args, features, logits, noisy, num_classes, state["ref_masks"][i])
+                if not sel.clean_mask.any():
+                    print(f"epoch {epoch}: selection from network {i + 1} is empty; keeping the previous one")
+                    continue
+                state["ref_masks"][i] = sel.clean_mask
+                state["train_masks"][(i + 1) % num_nets] = sel.clean_mask  # f-coteaching: the peer trains on it
+                tag = f"select/net{i + 1}" if num_nets > 1 else "select"
+                row[f"{tag}/seconds"] = time.time() - t0
+                row[f"{tag}/selected"] = int(sel.clean_mask.sum())
+                if is_clean is not None:
+                    metrics = selection_metrics(sel.clean_mask, is_clean)
+                    row.update({f"{tag}/{k}": metrics[k] for k in ("precision", "recall", "f1", "specificity")})
+                    state["selection"] = {k: metrics[k] for k in
+                                          ("precision", "recall", "f1", "specificity", "accuracy", "selected")}
+                    logger.histogram(f"{tag}/score_clean", sel.scores[is_clean], epoch)
+                    logger.histogram(f"{tag}/score_noisy", sel.scores[~is_clean], epoch)
+                suffix = f"_net{i + 1}" if num_nets > 1 else ""
+                save_selection_round(run_dir / "selection" / f"round_{epoch:03d}{suffix}.npz", sel,
+                                     train_set.noisy_labels, train_set.clean_labels)
+
+        generator = epoch_generator(args.seed, epoch)
+        if args.method in ("coteaching", "coteaching+"):
+            loader = DataLoader(train_set, shuffle=True, generator=generator, **loader_kw)
+            metrics, state["step"] = train_one_epoch_coteaching(
+                models, loader, optimizers, loss_fns, forget_rate_at(args, epoch),
+                disagree=args.method == "coteaching+", step=state["step"], init_steps=args.init_steps,
+                is_clean=is_clean_dev, device=device, desc=f"epoch {epoch}")
+            row.update({f"train/{k}": v for k, v in metrics.items()})
+        else:
+            for i in range(num_nets):
+                mask = state["train_masks"][i]
+                indices = torch.arange(num_train) if mask is None else mask.nonzero().squeeze(1)
+                loader = DataLoader(train_set, sampler=SubsetRandomSampler(indices.tolist(), generator=generator),
+                                    **loader_kw)
+                metrics = train_one_epoch(models[i], loader, optimizers[i], loss_fns[i], clean_dev, device,
+                                          desc=f"epoch {epoch}" + (f" net {i + 1}" if num_nets > 1 else ""))
+                tag = f"train/net{i + 1}" if i else "train"
+                row.update({f"{tag}/{k}": v for k, v in metrics.items()})
+                row[f"{tag}/samples"] = len(indices)
+        if not math.isfinite(row["train/loss"]):
+            raise UserError(f"training diverged at epoch {epoch} (loss {row['train/loss']}); the last good "
+                            f"checkpoint is {run_dir / 'last.pt'}; lower --lr and start again")
+        for sched in schedulers:
+            sched.step()
+
+        row["test/acc"] = evaluate(models[0], test_loader, device)
+        if num_nets > 1:
+            row["test/acc_net2"] = evaluate(models[1], test_loader, device)
+        row["val/acc"] = evaluate(models[0], val_loader, device) if val_loader is not None else None
+        # The best epoch is chosen on the (noisy) validation split when there is one, else on test accuracy.
+        criterion = row["val/acc"] if row["val/acc"] is not None else row["test/acc"]
+        improved = criterion > state["best_val"]
+        if improved:
+            state.update(best_val=criterion, best_test=row["test/acc"], best_epoch=epoch)
+        state.update(epoch=epoch, last_test=row["test/acc"], elapsed=time.time() - start)
+        logger.epoch_row(row)
+        ckpt = {"args": vars(args), "state": state, "models": [m.state_dict() for m in models],
+                "optimizers": [o.state_dict() for o in optimizers], "schedulers": [s.state_dict() for s in schedulers],
+                "losses": [lf.state_dict() for lf in loss_fns], "rng": rng_state()}
+        save_checkpoint(ckpt, run_dir / "last.pt")
+        if improved:
+            save_checkpoint(ckpt, run_dir / "best.pt")
+        val_text = f" val {row['val/acc']:.2f}" if row["val/acc"] is not None else ""
+        print(f"epoch {epoch:3d} loss {row['train/loss']:.4f}{val_text} test {row['test/acc']:.2f} "
+              f"(best {state['best_test']:.2f} @ {state['best_epoch']})")
+
+    summary = {
+        "trainer": "dynamic_selection", "dataset": args.dataset, "noise_kind": args.noise_kind,
+        "noise_rate": args.noise_rate, "noise_label": getattr(args, "noise_label", None), "method": args.method,
+        "loss": args.loss, "selector": args.selector, "seed": args.seed, "arch": args.arch, "run_dir": str(run_dir),
+        "epochs": args.epochs, "best_epoch": state["best_epoch"],
+        "best_val_acc": state["best_val"] if val_loader is not None else None,
+        "best_test_acc": state["best_test"], "last_test_acc": state["last_test"],
+        "selection": state["selection"], "wall_time_s": round(time.time() - start, 1), "finished": True,
+    }
+    logger.summary(summary)
+    logger.close()
+    print(f"done: best test {summary['best_test_acc']:.2f} (epoch {summary['best_epoch']}), "
+          f"last test {summary['last_test_acc']:.2f}; {Path(run_dir) / 'summary.json'}")
+    return summary
+
+
+if __name__ == "__main__":
+    run_cli(lambda: main(get_args_parser().parse_args()))

@@ -1,0 +1,86 @@
+"""Command-line flags shared by every trainer, defined once.
+
+Flags whose paper default depends on the dataset or method default to ``None`` here and are filled in by the
+trainer's recipe table before the run starts; the resolved values are printed and saved in ``args.json``.
+"""
+from __future__ import annotations
+
+import argparse
+
+from data_loader import DATASETS, NOISE_KINDS
+from fine.errors import UserError
+from fine.models import ARCHS
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Add the data, model, optimisation and run flags every trainer shares."""
+    data = parser.add_argument_group("data and label noise")
+    data.add_argument("--dataset", type=str, default="digits", choices=DATASETS,
+                      help="dataset; digits is bundled with scikit-learn and needs no download")
+    data.add_argument("--data_path", type=str, default="data",
+                      help="folder holding the dataset files (see scripts/download_*.sh); noisy labels are saved "
+                           "under <data_path>/noisy_labels/")
+    data.add_argument("--noise_kind", type=str, default="sym", choices=NOISE_KINDS,
+                      help="synthetic label noise: sym (uniform over all classes, true class included), asym "
+                           "(class-dependent map), pairflip, instance (Xia et al. 2020), human (CIFAR-N), none")
+    data.add_argument("--noise_rate", type=float, default=0.5,
+                      help="noise rate r in [0, 1]; its exact meaning per kind is in data_loader/noise.py")
+    data.add_argument("--noise_file", type=str, default=None,
+                      help="use the noisy labels in this .npy file (aligned with the standard training order) "
+                           "instead of generating them")
+    data.add_argument("--noise_seed", type=int, default=None,
+                      help="seed of the label noise and the train/validation split (default: --seed)")
+    data.add_argument("--val_size", type=int, default=None,
+                      help="size of the class-balanced validation split carved from the noisy training set "
+                           "(0 = train on everything; default per recipe)")
+
+    model = parser.add_argument_group("model and optimisation")
+    model.add_argument("--arch", type=str, default=None, choices=ARCHS, help="network (default per dataset)")
+    model.add_argument("--epochs", type=int, default=None, help="training epochs (default per recipe)")
+    model.add_argument("--batch_size", type=int, default=None, help="mini-batch size (default per recipe)")
+    model.add_argument("--lr", type=float, default=None, help="initial learning rate (default per recipe)")
+    model.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    model.add_argument("--weight_decay", type=float, default=None, help="weight decay (default per recipe)")
+    model.add_argument("--lr_schedule", type=str, default=None, choices=("multistep", "cosine", "linear-decay"),
+                       help="multistep: multiply by --gamma at each of --milestones; cosine: to 0 over the run; "
+                            "linear-decay: linear to 0 from --decay_start (Co-teaching+)")
+    model.add_argument("--milestones", type=int, nargs="*", default=None,
+                       help="epochs at which multistep multiplies the lr by --gamma (default per recipe)")
+    model.add_argument("--gamma", type=float, default=None, help="multistep lr factor (default per recipe)")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--seed", type=int, default=1, help="seed of initialisation, shuffling and augmentation")
+    run.add_argument("--device", type=str, default="auto",
+                     help="auto (CUDA when present), cpu, cuda or cuda:N")
+    run.add_argument("--workers", type=int, default=None,
+                     help="data-loader worker processes (default: 4 on CUDA, 0 on CPU)")
+    run.add_argument("--output", type=str, default="runs",
+                     help="root of the run directories; each run gets <output>/<trainer>/<dataset>_<noise>/<name>")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in its directory from last.pt (a finished run is skipped, a missing "
+                          "one is started)")
+    run.add_argument("--overwrite", action="store_true", help="delete an existing run directory and start again")
+
+
+def fill_defaults(args: argparse.Namespace, recipe: dict) -> None:
+    """Replace every ``None`` flag that ``recipe`` names with the recipe's value."""
+    for key, value in recipe.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+
+
+def check_common_args(args: argparse.Namespace) -> None:
+    """Refuse inconsistent common flags with a one-line :class:`UserError` before any work starts."""
+    if not 0.0 <= args.noise_rate <= 1.0:
+        raise UserError(f"--noise_rate {args.noise_rate} is outside [0, 1]; pass a fraction such as 0.5")
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pass only one")
+    for flag in ("epochs", "batch_size"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UserError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.lr is not None and args.lr <= 0:
+        raise UserError(f"--lr must be positive, got {args.lr}")
+    if args.val_size is not None and args.val_size < 0:
+        raise UserError(f"--val_size must be 0 or more, got {args.val_size}")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {args.workers}")

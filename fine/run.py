@@ -1,0 +1,91 @@
+"""Run set-up shared by the trainers: device, seeding, the run directory and its ``args.json``."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fine.errors import UserError
+from fine.logger import write_json
+
+# Flags that change where or how a run executes, not what it computes: they stay out of the run's name.
+NON_DEFINING = frozenset({"output", "resume", "overwrite", "device", "workers", "data_path"})
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; asking for CUDA without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was requested but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def git_commit() -> str | None:
+    """The repository's current commit (with ``-dirty`` if the tree has changes), or None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def run_name(args: argparse.Namespace, fields: list[str]) -> str:
+    """``<dataset>_<noise>/<field values joined by '_'>_<hash>`` where the hash covers every defining argument.
+
+    Two runs that differ in any hyperparameter get different directories; the readable part names the ones a reader
+    looks for first.
+    """
+    defining = {k: v for k, v in sorted(vars(args).items()) if k not in NON_DEFINING}
+    digest = hashlib.sha1(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    noise = "clean" if args.noise_kind == "none" else f"{args.noise_kind}{args.noise_rate:g}"
+    if getattr(args, "noise_label", None):
+        noise = f"{args.noise_kind}-{args.noise_label}"
+    if args.noise_file:
+        noise = f"file-{Path(args.noise_file).stem}"
+    parts = [str(getattr(args, f)) for f in fields if getattr(args, f) is not None] + [f"seed{args.seed}", digest]
+    return f"{args.dataset}_{noise}/" + "_".join(parts)
+
+
+def prepare_run_dir(args: argparse.Namespace, trainer: str, fields: list[str]) -> tuple[Path, bool]:
+    """Create (or reopen with ``--resume``) the run directory and write ``args.json``.
+
+    Returns ``(run_dir, resuming)`` where ``resuming`` says a checkpoint exists to continue from. An existing
+    directory is refused unless ``--resume`` (continue it) or ``--overwrite`` (delete it) is given.
+    """
+    run_dir = Path(args.output) / trainer / run_name(args, fields)
+    last = run_dir / "last.pt"
+    if run_dir.exists():
+        if args.overwrite:
+            shutil.rmtree(run_dir)
+        elif not args.resume:
+            raise UserError(f"run directory {run_dir} already exists; pass --resume to continue it or "
+                            f"--overwrite to start again")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resuming = bool(args.resume) and last.exists()
+    write_json(run_dir / "args.json", {"trainer": trainer, "git_commit": git_commit(), "args": vars(args)})
+    return run_dir, resuming
+
+
+def print_args(args: argparse.Namespace) -> None:
+    """Print the resolved arguments, one per line, with the git commit."""
+    print(f"git commit: {git_commit()}")
+    for key, value in sorted(vars(args).items()):
+        print(f"  {key:>18}: {value}")

@@ -1,0 +1,101 @@
+"""Pieces every trainer shares: optimiser, lr schedule, evaluation, and saving a selection round."""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from fine.selection import Selection
+
+
+def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's default) or Adam (Co-teaching+), with ``args.lr`` and ``args.weight_decay``."""
+    if getattr(args, "optimizer", "sgd") == "adam":
+        return torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+
+
+def lr_factor(args: argparse.Namespace, epoch: int) -> float:
+    """Multiplier of the initial lr at ``epoch`` for ``args.lr_schedule``."""
+    if args.lr_schedule == "multistep":
+        return args.gamma ** sum(epoch >= m for m in args.milestones)
+    if args.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / args.epochs))
+    if epoch < args.decay_start:  # linear-decay
+        return 1.0
+    return (args.epochs - epoch) / max(args.epochs - args.decay_start, 1)
+
+
+class EpochSchedule(torch.optim.lr_scheduler.LambdaLR):
+    """Per-epoch lr schedule; for Adam under linear-decay, beta1 drops from 0.9 to 0.1 at ``decay_start``
+    as in the Co-teaching papers' code."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, args: argparse.Namespace) -> None:
+        self.decay_start = args.decay_start if args.lr_schedule == "linear-decay" else None
+        super().__init__(optimizer, lambda epoch: lr_factor(args, epoch))
+
+    def step(self, epoch: int | None = None) -> None:
+        super().step()
+        if self.decay_start is not None and isinstance(self.optimizer, torch.optim.Adam):
+            beta1 = 0.1 if self.last_epoch >= self.decay_start else 0.9
+            for group in self.optimizer.param_groups:
+                group["betas"] = (beta1, group["betas"][1])
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, args: argparse.Namespace) -> EpochSchedule:
+    """The lr schedule of ``args``; call ``step()`` once per epoch."""
+    return EpochSchedule(optimizer, args)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Seeds every epoch's shuffling and augmentation from (seed, epoch), so a resumed run repeats them exactly.
+
+    Also reseeds torch's global generator, which the dataset transforms draw from when ``num_workers`` is 0.
+    """
+    torch.manual_seed(seed * 100_003 + epoch)
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+@torch.no_grad()
+def predict(models: list[nn.Module], loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean softmax of ``models`` (an ensemble of one or more) over ``loader``.
+
+    Returns ``probs (N, C)`` and ``labels (N,)`` in loader order, on the CPU.
+    """
+    for m in models:
+        m.eval()
+    probs, labels = [], []
+    for x, y, _ in loader:
+        x = x.to(device, non_blocking=True)
+        probs.append(torch.stack([m(x).float().softmax(1) for m in models]).mean(0).cpu())
+        labels.append(y)
+    return torch.cat(probs), torch.cat(labels)
+
+
+def evaluate(models: nn.Module | list[nn.Module], loader: DataLoader, device: torch.device) -> float:
+    """Top-1 accuracy (%) of a model, or of the mean softmax of several, against the loader's labels."""
+    models = models if isinstance(models, list) else [models]
+    was_training = [m.training for m in models]
+    probs, labels = predict(models, loader, device)
+    for m, mode in zip(models, was_training):
+        m.train(mode)
+    return 100.0 * (probs.argmax(1) == labels).float().mean().item()
+
+
+def save_selection_round(path: Path, sel: Selection, noisy_labels: np.ndarray,
+                         clean_labels: np.ndarray | None) -> None:
+    """Save one round's selection (``indices``, ``scores``, ``clean_prob``, ``mask``, labels) as ``.npz``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"indices": sel.clean_mask.nonzero().squeeze(1).cpu().numpy(), "mask": sel.clean_mask.cpu().numpy(),
+              "scores": sel.scores.float().cpu().numpy(), "clean_prob": sel.clean_prob.float().cpu().numpy(),
+              "noisy_labels": np.asarray(noisy_labels)}
+    if clean_labels is not None:
+        arrays["clean_labels"] = np.asarray(clean_labels)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)

@@ -1,0 +1,192 @@
+"""CPU smoke runs of the (F-)DivideMix trainer on digits: outputs, co-divide, exact resume, refusals."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import dividemix.train as dm
+from fine.errors import UserError, run_cli
+
+NUM_TRAIN = 1437  # the digits training split
+
+
+def _argv(tmp_path: Path, *extra: str) -> list[str]:
+    return ["--dataset", "digits", "--noise_kind", "sym", "--noise_rate", "0.5", "--epochs", "2", "--warmup", "1",
+            "--batch_size", "32", "--num_batches", "3", "--device", "cpu", "--output", str(tmp_path / "runs"),
+            "--data_path", str(tmp_path / "data"), *extra]
+
+
+def _run(argv: list[str]) -> dict:
+    return dm.main(dm.get_args_parser().parse_args(argv))
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("selector", ["loss-gmm", "fine"])
+def test_two_epoch_run_writes_sane_outputs(tmp_path, selector):
+    summary = _run(_argv(tmp_path, "--selector", selector))
+    run_dir = Path(summary["run_dir"])
+    assert run_dir.parent.name == "digits_sym0.5" and run_dir.name.startswith(f"dividemix_ce_{selector}_seed1_")
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    assert summary["trainer"] == "dividemix" and summary["method"] == "dividemix" and summary["selector"] == selector
+    assert summary["best_val_acc"] is None and summary["finished"] and summary["epochs"] == 2
+    assert 0 <= summary["last_test_acc"] <= summary["best_test_acc"] <= 100
+    for key in ("precision", "recall", "f1", "specificity", "accuracy"):
+        assert 0 <= summary["selection"][key] <= 1
+
+    warm, mixmatch = _rows(run_dir)
+    assert warm["epoch"] == 0 and "select/net1/selected" not in warm and np.isfinite(warm["train/loss"])
+    assert mixmatch["epoch"] == 1 and mixmatch["val/acc"] is None
+    assert mixmatch["test/acc"] == summary["last_test_acc"]
+    for net in (1, 2):
+        assert 0 < mixmatch[f"select/net{net}/selected"] <= NUM_TRAIN
+        assert 0 <= mixmatch[f"select/net{net}/auc"] <= 1 and 0 <= mixmatch[f"select/net{net}/f1"] <= 1
+        assert mixmatch[f"train/net{net}/labelled"] + mixmatch[f"train/net{net}/unlabelled"] == NUM_TRAIN
+        assert mixmatch[f"train/net{net}/batches"] == 3 and np.isfinite(mixmatch[f"train/net{net}/loss"])
+        # The first iteration of the first MixMatch epoch has a ramp of 0; the last one 2/3 of an epoch in.
+        assert mixmatch[f"train/net{net}/lambda_u"] == pytest.approx(25 * (2 / 3) / 16)
+    assert mixmatch["train/net1/labelled"] == mixmatch["select/net2/selected"]
+
+    saved = np.load(run_dir / "selection" / "round_001_net1.npz")
+    assert saved["mask"].shape == (NUM_TRAIN,) and saved["mask"].sum() == mixmatch["select/net1/selected"]
+    np.testing.assert_array_equal(saved["mask"], saved["clean_prob"] > 0.5)
+    np.testing.assert_array_equal(saved["indices"], np.flatnonzero(saved["mask"]))
+    assert (run_dir / "selection" / "round_001_net2.npz").exists()
+    assert (run_dir / "last.pt").exists() and (run_dir / "best.pt").exists()
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+
+    with pytest.raises(UserError, match="already exists"):
+        _run(_argv(tmp_path, "--selector", selector))
+    assert _run(_argv(tmp_path, "--selector", selector, "--resume")) == {}  # finished: skipped
+
+
+def test_each_network_trains_on_its_peers_split(tmp_path, monkeypatch):
+    made, trained = {}, []
+    divide, mixmatch = dm.divide, dm.mixmatch_one_epoch
+
+    def recording_divide(args, model, *rest):
+        sel, history = divide(args, model, *rest)
+        made[id(model)] = sel
+        return sel, history
+
+    def recording_mixmatch(model, peer, labelled, unlabelled, w, *rest, **kw):
+        trained.append((id(model), id(peer), w.clone(), sorted(labelled.sampler.indices),
+                        sorted(unlabelled.sampler.indices)))
+        return mixmatch(model, peer, labelled, unlabelled, w, *rest, **kw)
+
+    monkeypatch.setattr(dm, "divide", recording_divide)
+    monkeypatch.setattr(dm, "mixmatch_one_epoch", recording_mixmatch)
+    _run(_argv(tmp_path, "--selector", "fine"))
+
+    assert len(made) == 2 and len(trained) == 2
+    first, second = trained
+    assert first[1] == second[0] and first[0] == second[1] and first[0] != first[1]
+    for model, peer, w, labelled, unlabelled in trained:
+        sel = made[peer]
+        torch.testing.assert_close(w, sel.clean_prob)
+        assert labelled == sel.clean_mask.nonzero().squeeze(1).tolist()
+        assert unlabelled == (~sel.clean_mask).nonzero().squeeze(1).tolist()
+    masks = [sel.clean_mask for sel in made.values()]
+    assert not torch.equal(masks[0], masks[1])  # the two splits differ, so the check above is not vacuous
+
+
+@pytest.mark.parametrize("penalty", [False, True])
+def test_warmup_loss_is_cross_entropy_plus_confidence_penalty_for_asym_noise(penalty):
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 6, generator=gen), torch.randint(0, 3, (40,), generator=gen)
+    model = torch.nn.Linear(6, 3)
+    loader = DataLoader(TensorDataset(x, y, torch.arange(40)), batch_size=40)
+    metrics = dm.warmup_one_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=0.0),
+                                  confidence_penalty=penalty, max_batches=None, device=torch.device("cpu"),
+                                  desc="test")
+    log_p = torch.log_softmax(model(x), 1)
+    expected = F.nll_loss(log_p, y) + (penalty * (log_p.exp() * log_p).sum(1).mean())
+    assert metrics["loss"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resumed_run_matches_uninterrupted_run(tmp_path, monkeypatch):
+    # 3 epochs with a 2-epoch loss history: the resumed run must also restore the loss-GMM's history.
+    extra = ["--epochs", "3", "--loss_history", "2"]
+    straight = _run(_argv(tmp_path / "a", *extra))
+
+    save = dm.save_checkpoint
+
+    def save_then_die(ckpt, path):
+        save(ckpt, path)
+        if Path(path).name == "last.pt" and ckpt["state"]["epoch"] == 1:
+            raise _Killed
+
+    monkeypatch.setattr(dm, "save_checkpoint", save_then_die)
+    with pytest.raises(_Killed):
+        _run(_argv(tmp_path / "b", *extra))
+    monkeypatch.setattr(dm, "save_checkpoint", save)
+    run_dir = tmp_path / "b" / Path(straight["run_dir"]).relative_to(tmp_path / "a")
+    assert not (run_dir / "summary.json").exists() and len(_rows(run_dir)) == 2
+    with pytest.raises(UserError, match="already exists"):
+        _run(_argv(tmp_path / "b", *extra))
+    resumed = _run(_argv(tmp_path / "b", *extra, "--resume"))
+
+    def timeless(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
+
+    assert timeless(_rows(run_dir)) == timeless(_rows(Path(straight["run_dir"])))
+    for key in ("best_test_acc", "last_test_acc", "best_epoch", "selection"):
+        assert resumed[key] == straight[key]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--p_threshold", "1.0"], "p_threshold"),
+    (["--p_threshold", "0"], "p_threshold"),
+    (["--warmup", "2"], "warmup"),
+    (["--warmup", "-1"], "warmup"),
+    (["--lambda_u", "-1"], "lambda_u"),
+    (["--T", "0"], "--T"),
+    (["--alpha", "-4"], "--alpha"),
+    (["--num_batches", "0"], "num_batches"),
+    (["--loss_history", "0"], "loss_history"),
+    (["--selector", "fine", "--loss_history", "3"], "loss_history"),
+    (["--resume", "--overwrite"], "contradict"),
+    (["--val_size", "140"], "val_size"),
+])
+def test_bad_options_are_refused(tmp_path, flags, message):
+    with pytest.raises(UserError, match=message):
+        dm.resolve_args(dm.get_args_parser().parse_args(_argv(tmp_path, *flags)))
+
+
+def test_setting_without_published_lambda_u_asks_for_it(tmp_path, capsys):
+    argv = ["--dataset", "cifar10", "--noise_kind", "instance", "--noise_rate", "0.4", "--output", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: _run(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--lambda_u" in err and err.count("\n") == 1
+    args = dm.resolve_args(dm.get_args_parser().parse_args(argv + ["--lambda_u", "10"]))
+    assert args.lambda_u == 10
+
+
+@pytest.mark.parametrize("dataset, kind, rate, expected", [
+    ("cifar10", "sym", 0.2, dict(lambda_u=0.0, p_threshold=0.5, warmup=10, loss_history=1)),
+    ("cifar10", "sym", 0.9, dict(lambda_u=50.0, p_threshold=0.6, warmup=10, loss_history=5)),
+    ("cifar10", "asym", 0.4, dict(lambda_u=0.0, p_threshold=0.5, warmup=10)),
+    ("cifar100", "sym", 0.5, dict(lambda_u=150.0, p_threshold=0.5, warmup=30)),
+    ("cifar100", "sym", 0.2, dict(lambda_u=25.0, arch="preact_resnet18", epochs=300, batch_size=64, lr=0.02,
+                                  weight_decay=5e-4, milestones=[150], gamma=0.1, val_size=0)),
+])
+def test_recipe_fills_the_papers_hyperparameters(dataset, kind, rate, expected):
+    argv = ["--dataset", dataset, "--noise_kind", kind, "--noise_rate", str(rate)]
+    args = dm.resolve_args(dm.get_args_parser().parse_args(argv))
+    assert {k: getattr(args, k) for k in expected} == expected
+    override = dm.resolve_args(dm.get_args_parser().parse_args(argv + ["--p_threshold", "0.7", "--lambda_u", "3"]))
+    assert (override.p_threshold, override.lambda_u) == (0.7, 3.0)

@@ -1,0 +1,182 @@
+"""Smoke, schedule, resume and bad-input tests of ``python -m dynamic_selection.train`` on tiny CPU settings."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dynamic_selection import train as ds
+from fine.errors import UserError
+from tests.fixtures import write_cifar10
+
+
+def run(tmp_path: Path, *flags: str) -> dict:
+    """Run the trainer in-process on digits (unless flags say otherwise) and return its summary."""
+    argv = ["--dataset", "digits", "--data_path", str(tmp_path / "data"), "--output", str(tmp_path / "runs"),
+            "--device", "cpu", "--epochs", "2", "--batch_size", "128", *flags]
+    return ds.main(ds.get_args_parser().parse_args(argv))
+
+
+def rows(summary: dict) -> list[dict]:
+    """The run's metrics.jsonl rows without wall-clock timings (the only fields a rerun may change)."""
+    lines = (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if not k.endswith("seconds")} for line in lines]
+
+
+@pytest.mark.parametrize("method,loss", [
+    ("standard", "ce"), ("standard", "gce"), ("fine", "ce"), ("fine", "sce"), ("fine", "elr"),
+    ("f-coteaching", "ce"), ("coteaching", "ce"), ("coteaching", "elr"), ("coteaching+", "ce"),
+])
+def test_every_method_runs_two_epochs(tmp_path, method, loss):
+    flags = ["--method", method, "--loss", loss]
+    if method in ("fine", "f-coteaching"):
+        flags += ["--warmup", "1", "--every", "1"]
+    if method == "coteaching+":
+        flags += ["--init_steps", "5"]
+    summary = run(tmp_path, *flags)
+    run_dir = Path(summary["run_dir"])
+    assert summary["finished"] and summary["method"] == method and summary["loss"] == loss
+    assert 0.0 <= summary["last_test_acc"] <= 100.0
+    assert [r["epoch"] for r in rows(summary)] == [0, 1]
+    assert (run_dir / "last.pt").exists() and (run_dir / "best.pt").exists() and (run_dir / "args.json").exists()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    if method in ("fine", "f-coteaching"):
+        assert 0.0 < summary["selection"]["precision"] <= 1.0
+        suffixes = ["_net1", "_net2"] if method == "f-coteaching" else [""]
+        assert sorted(p.name for p in (run_dir / "selection").iterdir()) == [f"round_001{s}.npz" for s in suffixes]
+
+
+def test_cifar_fixture_runs(tmp_path):
+    write_cifar10(tmp_path / "data", n_train=200, n_test=40)
+    summary = run(tmp_path, "--dataset", "cifar10", "--arch", "small_cnn", "--val_size", "20", "--method", "fine",
+                  "--warmup", "1", "--every", "1", "--batch_size", "32")
+    assert summary["finished"] and summary["best_val_acc"] is not None
+
+
+def test_selection_runs_at_scheduled_epochs_on_unaugmented_features(tmp_path, monkeypatch):
+    seen = []
+    real = ds.extract_features
+
+    def spy(model, loader, num_samples, device):
+        seen.append(loader.dataset.transform)
+        return real(model, loader, num_samples, device)
+
+    monkeypatch.setattr(ds, "extract_features", spy)
+    summary = run(tmp_path, "--method", "fine", "--epochs", "7", "--warmup", "2", "--every", "2")
+    rounds = sorted(p.name for p in (Path(summary["run_dir"]) / "selection").iterdir())
+    assert rounds == ["round_002.npz", "round_004.npz", "round_006.npz"]
+    assert len(seen) == 3
+    test_transform = ds.build_datasets("digits", tmp_path / "data", noise_kind="sym", noise_rate=0.5, seed=1,
+                                       val_size=0).test_transform
+    assert all(repr(t) == repr(test_transform) for t in seen)  # un-augmented: the test transform, no random crop
+    trained = [r["train/samples"] for r in rows(summary)]
+    assert trained[0] == trained[1] and trained[2] < trained[0]  # selection shrinks the training set
+    saved = np.load(Path(summary["run_dir"]) / "selection" / "round_004.npz")
+    assert saved["mask"].sum() == len(saved["indices"]) == trained[4]
+
+
+def test_f_coteaching_trains_each_net_on_the_peer_selection(tmp_path, monkeypatch):
+    calls = []
+    real = ds.train_one_epoch
+
+    def spy(model, loader, *rest, **kw):
+        calls.append((id(model), sorted(loader.sampler.indices)))
+        return real(model, loader, *rest, **kw)
+
+    monkeypatch.setattr(ds, "train_one_epoch", spy)
+    summary = run(tmp_path, "--method", "f-coteaching", "--warmup", "1", "--every", "1")
+    sel = {k: np.load(Path(summary["run_dir"]) / "selection" / f"round_001_{k}.npz") for k in ("net1", "net2")}
+    net1_epoch1, net2_epoch1 = calls[2][1], calls[3][1]
+    assert net1_epoch1 == sorted(sel["net2"]["indices"].tolist())
+    assert net2_epoch1 == sorted(sel["net1"]["indices"].tolist())
+
+
+def test_resume_continues_to_the_same_result(tmp_path, monkeypatch):
+    flags = ["--method", "fine", "--loss", "elr", "--epochs", "4", "--warmup", "1", "--every", "2"]
+    straight = run(tmp_path / "a", *flags)
+
+    real = ds.train_one_epoch
+    count = {"n": 0}
+
+    def dies_in_third_epoch(*args, **kw):
+        count["n"] += 1
+        if count["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(ds, "train_one_epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", *flags)
+    monkeypatch.setattr(ds, "train_one_epoch", real)
+    killed_dir = Path(straight["run_dir"].replace(str(tmp_path / "a"), str(tmp_path / "b")))
+    assert [r["epoch"] for r in rows({"run_dir": killed_dir})] == [0, 1]
+    resumed = run(tmp_path / "b", *flags, "--resume")
+    assert rows(resumed) == rows(straight)
+    for key in ("best_test_acc", "last_test_acc", "best_epoch", "selection"):
+        assert resumed[key] == straight[key]
+    assert run(tmp_path / "b", *flags, "--resume") == {}  # a finished run is skipped
+
+
+def test_existing_run_directory_is_refused(tmp_path):
+    run(tmp_path, "--method", "standard", "--epochs", "1")
+    with pytest.raises(UserError, match="already exists.*--resume.*--overwrite"):
+        run(tmp_path, "--method", "standard", "--epochs", "1")
+    assert run(tmp_path, "--method", "standard", "--epochs", "1", "--overwrite")["finished"]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--method", "coteaching", "--selector", "fine"], "--selector applies to --method fine"),
+    (["--method", "standard", "--every", "5"], "--every applies to"),
+    (["--method", "fine", "--every", "0"], "--every must be at least 1"),
+    (["--method", "fine", "--warmup", "1", "--threshold", "1.5"], r"--threshold 1.5 is outside \(0, 1\)"),
+    (["--noise_rate", "1.2"], r"--noise_rate 1.2 is outside \[0, 1\]"),
+    (["--method", "standard", "--noise_kind", "asym", "--dataset", "cifar10"], "cifar10 not found: looked for .*download_cifar.sh"),
+    (["--method", "fine", "--forget_rate", "0.3"], "--forget_rate applies to"),
+    (["--method", "fine", "--warmup", "5"], "--warmup 5 leaves no epoch"),
+    (["--method", "f-coteaching", "--selector", "small-loss"], "always selects with FINE"),
+])
+def test_bad_options_are_refused_before_any_work(tmp_path, flags, message):
+    with pytest.raises(UserError, match=message):
+        run(tmp_path, *flags)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_command_line_prints_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dynamic_selection.train", "--noise_rate", "2",
+                           "--output", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: --noise_rate 2.0 is outside [0, 1]; pass a fraction such as 0.5"]
+
+
+def test_diverging_run_stops_with_a_clear_message(tmp_path, monkeypatch):
+    real = ds.train_one_epoch
+
+    def nan_in_second_epoch(*args, **kw):
+        out = real(*args, **kw)
+        if nan_in_second_epoch.calls == 1:
+            out["loss"] = float("nan")
+        nan_in_second_epoch.calls += 1
+        return out
+
+    nan_in_second_epoch.calls = 0
+    monkeypatch.setattr(ds, "train_one_epoch", nan_in_second_epoch)
+    with pytest.raises(UserError, match="diverged at epoch 1"):
+        run(tmp_path, "--method", "standard")
+    ckpt = torch.load(next((tmp_path / "runs").rglob("last.pt")), weights_only=False)
+    assert ckpt["state"]["epoch"] == 0  # the last good checkpoint is kept
+
+
+def test_demo_claim_fine_beats_standard_on_digits(tmp_path):
+    """scripts/demo.sh's claim for one seed: at 50% symmetric noise FINE ends >= 10 points above standard."""
+    common = ["--noise_kind", "sym", "--noise_rate", "0.5", "--seed", "1", "--batch_size", "64"]
+    standard = ds.main(ds.get_args_parser().parse_args(
+        ["--method", "standard", "--output", str(tmp_path), "--data_path", str(tmp_path), "--device", "cpu", *common]))
+    fine = ds.main(ds.get_args_parser().parse_args(
+        ["--method", "fine", "--output", str(tmp_path), "--data_path", str(tmp_path), "--device", "cpu", *common]))
+    assert fine["last_test_acc"] >= standard["last_test_acc"] + 10.0
+    assert fine["selection"]["precision"] > 0.9
