@@ -15,7 +15,6 @@ import argparse
 import math
 import time
 from itertools import islice
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,19 +24,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
 from tqdm import tqdm
 
-from data_loader import build_datasets
 from dividemix.mixmatch import (co_guess, co_refine, linear_rampup, mixup, neg_entropy_penalty, soft_cross_entropy,
                                 uniform_prior_penalty, unlabelled_mse)
 from dividemix.recipes import recipe
 from fine.args import add_common_args, check_common_args, fill_defaults
-from fine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fine.errors import UserError, run_cli
 from fine.features import extract_features
 from fine.logger import RunLogger
 from fine.models import create_model
 from fine.run import prepare_run_dir, print_args, resolve_device, seed_everything
 from fine.selection import Selection, fine_select, loss_gmm_select, selection_metrics
-from fine.training import build_optimizer, build_scheduler, epoch_generator, predict, save_selection_round
+from fine.training import (build_optimizer, build_scheduler, checkpoint, epoch_generator, load_data, predict, restore,
+                           save_epoch, save_selection_round, summarize)
 
 SELECTORS = ("loss-gmm", "fine")
 
@@ -225,14 +223,10 @@ def main(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     if args.workers is None:
         args.workers = 4 if device.type == "cuda" else 0
-    noise_seed = args.seed if args.noise_seed is None else args.noise_seed
-    bundle = build_datasets(args.dataset, args.data_path, noise_kind=args.noise_kind, noise_rate=args.noise_rate,
-                            seed=noise_seed, noise_file=args.noise_file, val_size=args.val_size)
+    data = load_data(args)
+    bundle, noisy, is_clean = data.bundle, data.noisy, data.is_clean
     train_set, num_classes = bundle.train, bundle.num_classes
     num_train = len(train_set)
-    noisy = torch.as_tensor(train_set.noisy_labels, dtype=torch.long)
-    clean = torch.as_tensor(train_set.clean_labels, dtype=torch.long) if train_set.clean_labels is not None else None
-    is_clean = (noisy == clean) if clean is not None else None
 
     run_dir, resuming = prepare_run_dir(args, "dividemix", ["method", "loss", "selector"])
     if (run_dir / "summary.json").exists():
@@ -256,14 +250,7 @@ def main(args: argparse.Namespace) -> dict:
     state = {"epoch": -1, "history": [[], []], "best_test": -math.inf, "best_epoch": -1, "last_test": None,
              "selection": None, "elapsed": 0.0}
     if resuming:
-        ckpt = load_checkpoint(run_dir / "last.pt")
-        for i in range(2):
-            models[i].load_state_dict(ckpt["models"][i])
-            optimizers[i].load_state_dict(ckpt["optimizers"][i])
-            schedulers[i].load_state_dict(ckpt["schedulers"][i])
-        state = ckpt["state"]
-        set_rng_state(ckpt["rng"])
-        print(f"resumed from {run_dir / 'last.pt'} after epoch {state['epoch']}")
+        state = restore(run_dir / "last.pt", models, optimizers, schedulers)
     logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1)
     start = time.time() - state["elapsed"]
 
@@ -341,29 +328,12 @@ def main(args: argparse.Namespace) -> dict:
             state.update(best_test=row["test/acc"], best_epoch=epoch)
         state.update(epoch=epoch, last_test=row["test/acc"], elapsed=time.time() - start)
         logger.epoch_row(row)
-        ckpt = {"args": vars(args), "state": state, "models": [m.state_dict() for m in models],
-                "optimizers": [o.state_dict() for o in optimizers], "schedulers": [s.state_dict() for s in schedulers],
-                "rng": rng_state()}
-        save_checkpoint(ckpt, run_dir / "last.pt")
-        if improved:
-            save_checkpoint(ckpt, run_dir / "best.pt")
+        save_epoch(run_dir, checkpoint(args, state, models, optimizers, schedulers), improved)
         loss_text = f"loss {row['train/loss']:.4f}" if row["train/loss"] is not None else "no training"
         print(f"epoch {epoch:3d} {loss_text} test {row['test/acc']:.2f} "
               f"(best {state['best_test']:.2f} @ {state['best_epoch']})")
 
-    summary = {
-        "trainer": "dividemix", "dataset": args.dataset, "noise_kind": args.noise_kind,
-        "noise_rate": args.noise_rate, "noise_label": getattr(args, "noise_label", None), "method": args.method,
-        "loss": args.loss, "selector": args.selector, "seed": args.seed, "arch": args.arch, "run_dir": str(run_dir),
-        "epochs": args.epochs, "best_epoch": state["best_epoch"], "best_val_acc": None,
-        "best_test_acc": state["best_test"], "last_test_acc": state["last_test"],
-        "selection": state["selection"], "wall_time_s": round(time.time() - start, 1), "finished": True,
-    }
-    logger.summary(summary)
-    logger.close()
-    print(f"done: best test {summary['best_test_acc']:.2f} (epoch {summary['best_epoch']}), "
-          f"last test {summary['last_test_acc']:.2f}; {Path(run_dir) / 'summary.json'}")
-    return summary
+    return summarize(logger, "dividemix", args, state, run_dir, time.time() - start, None)
 
 
 if __name__ == "__main__":

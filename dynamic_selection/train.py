@@ -16,19 +16,15 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, SubsetRandomSampler
 from tqdm import tqdm
 
-from data_loader import build_datasets
 from dynamic_selection.recipes import recipe
 from fine.args import add_common_args, check_common_args, fill_defaults
-from fine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fine.errors import UserError, run_cli
 from fine.features import extract_features
 from fine.logger import RunLogger
@@ -36,7 +32,8 @@ from fine.losses import LOSSES, build_loss, default_loss_hparams
 from fine.models import create_model
 from fine.run import prepare_run_dir, print_args, resolve_device, seed_everything
 from fine.selection import Selection, fine_select, loss_gmm_select, selection_metrics, small_loss_select
-from fine.training import build_optimizer, build_scheduler, epoch_generator, evaluate, save_selection_round
+from fine.training import (build_optimizer, build_scheduler, checkpoint, epoch_generator, evaluate, load_data, restore,
+                           save_epoch, save_selection_round, summarize)
 
 METHODS = ("standard", "fine", "f-coteaching", "coteaching", "coteaching+")
 SELECTORS = ("fine", "small-loss", "loss-gmm")
@@ -215,14 +212,10 @@ def main(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     if args.workers is None:
         args.workers = 4 if device.type == "cuda" else 0
-    noise_seed = args.seed if args.noise_seed is None else args.noise_seed
-    bundle = build_datasets(args.dataset, args.data_path, noise_kind=args.noise_kind, noise_rate=args.noise_rate,
-                            seed=noise_seed, noise_file=args.noise_file, val_size=args.val_size)
+    data = load_data(args)
+    bundle, noisy, clean, is_clean = data.bundle, data.noisy, data.clean, data.is_clean
     train_set, num_classes = bundle.train, bundle.num_classes
     num_train = len(train_set)
-    noisy = torch.as_tensor(train_set.noisy_labels, dtype=torch.long)
-    clean = torch.as_tensor(train_set.clean_labels, dtype=torch.long) if train_set.clean_labels is not None else None
-    is_clean = (noisy == clean) if clean is not None else None
     clean_dev = clean.to(device) if clean is not None else None
     is_clean_dev = is_clean.to(device) if is_clean is not None else None
     if args.forget_rate is None and (args.method in ("coteaching", "coteaching+") or args.selector == "small-loss"):
@@ -257,15 +250,7 @@ def main(args: argparse.Namespace) -> dict:
              "best_val": -math.inf, "best_test": None, "best_epoch": -1, "last_test": None, "selection": None,
              "elapsed": 0.0}
     if resuming:
-        ckpt = load_checkpoint(run_dir / "last.pt")
-        for i in range(num_nets):
-            models[i].load_state_dict(ckpt["models"][i])
-            optimizers[i].load_state_dict(ckpt["optimizers"][i])
-            schedulers[i].load_state_dict(ckpt["schedulers"][i])
-            loss_fns[i].load_state_dict(ckpt["losses"][i])
-        state = ckpt["state"]
-        set_rng_state(ckpt["rng"])
-        print(f"resumed from {run_dir / 'last.pt'} after epoch {state['epoch']}")
+        state = restore(run_dir / "last.pt", models, optimizers, schedulers, loss_fns)
     logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1)
     start = time.time() - state["elapsed"]
 
@@ -331,30 +316,13 @@ def main(args: argparse.Namespace) -> dict:
             state.update(best_val=criterion, best_test=row["test/acc"], best_epoch=epoch)
         state.update(epoch=epoch, last_test=row["test/acc"], elapsed=time.time() - start)
         logger.epoch_row(row)
-        ckpt = {"args": vars(args), "state": state, "models": [m.state_dict() for m in models],
-                "optimizers": [o.state_dict() for o in optimizers], "schedulers": [s.state_dict() for s in schedulers],
-                "losses": [lf.state_dict() for lf in loss_fns], "rng": rng_state()}
-        save_checkpoint(ckpt, run_dir / "last.pt")
-        if improved:
-            save_checkpoint(ckpt, run_dir / "best.pt")
+        save_epoch(run_dir, checkpoint(args, state, models, optimizers, schedulers, loss_fns), improved)
         val_text = f" val {row['val/acc']:.2f}" if row["val/acc"] is not None else ""
         print(f"epoch {epoch:3d} loss {row['train/loss']:.4f}{val_text} test {row['test/acc']:.2f} "
               f"(best {state['best_test']:.2f} @ {state['best_epoch']})")
 
-    summary = {
-        "trainer": "dynamic_selection", "dataset": args.dataset, "noise_kind": args.noise_kind,
-        "noise_rate": args.noise_rate, "noise_label": getattr(args, "noise_label", None), "method": args.method,
-        "loss": args.loss, "selector": args.selector, "seed": args.seed, "arch": args.arch, "run_dir": str(run_dir),
-        "epochs": args.epochs, "best_epoch": state["best_epoch"],
-        "best_val_acc": state["best_val"] if val_loader is not None else None,
-        "best_test_acc": state["best_test"], "last_test_acc": state["last_test"],
-        "selection": state["selection"], "wall_time_s": round(time.time() - start, 1), "finished": True,
-    }
-    logger.summary(summary)
-    logger.close()
-    print(f"done: best test {summary['best_test_acc']:.2f} (epoch {summary['best_epoch']}), "
-          f"last test {summary['last_test_acc']:.2f}; {Path(run_dir) / 'summary.json'}")
-    return summary
+    best_val = state["best_val"] if val_loader is not None else None
+    return summarize(logger, "dynamic_selection", args, state, run_dir, time.time() - start, best_val)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Pieces every trainer shares: optimiser, lr schedule, evaluation, and saving a selection round."""
+"""Pieces every trainer shares: data and labels, optimiser, lr schedule, evaluation, checkpoints, summary."""
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from data_loader import DatasetBundle, build_datasets
+from fine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fine.logger import RunLogger
 from fine.selection import Selection
 
 
@@ -99,3 +103,79 @@ def save_selection_round(path: Path, sel: Selection, noisy_labels: np.ndarray,
     tmp = path.with_name(f".{path.stem}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
+
+
+@dataclass
+class TrainData:
+    """The datasets of a run and its training labels as tensors.
+
+    ``noisy`` (N,) long: the labels training sees; ``clean`` (N,) long or None when unknown (real-world noise);
+    ``is_clean`` (N,) bool = ``noisy == clean`` or None.
+    """
+
+    bundle: DatasetBundle
+    noisy: torch.Tensor
+    clean: torch.Tensor | None
+    is_clean: torch.Tensor | None
+
+
+def load_data(args: argparse.Namespace) -> TrainData:
+    """Build the run's datasets (noise and split seeded by ``--noise_seed``, default ``--seed``)."""
+    noise_seed = args.seed if args.noise_seed is None else args.noise_seed
+    bundle = build_datasets(args.dataset, args.data_path, noise_kind=args.noise_kind, noise_rate=args.noise_rate,
+                            seed=noise_seed, noise_file=args.noise_file, val_size=args.val_size)
+    noisy = torch.as_tensor(bundle.train.noisy_labels, dtype=torch.long)
+    known = bundle.train.clean_labels is not None
+    clean = torch.as_tensor(bundle.train.clean_labels, dtype=torch.long) if known else None
+    return TrainData(bundle, noisy, clean, (noisy == clean) if known else None)
+
+
+def checkpoint(args: argparse.Namespace, state: dict, models: list[nn.Module], optimizers: list, schedulers: list,
+               losses: list[nn.Module] | None = None) -> dict:
+    """A self-describing checkpoint: args, trainer state, every model/optimiser/scheduler/loss, RNG states."""
+    ckpt = {"args": vars(args), "state": state, "models": [m.state_dict() for m in models],
+            "optimizers": [o.state_dict() for o in optimizers], "schedulers": [s.state_dict() for s in schedulers],
+            "rng": rng_state()}
+    if losses is not None:
+        ckpt["losses"] = [lf.state_dict() for lf in losses]
+    return ckpt
+
+
+def restore(path: Path, models: list[nn.Module], optimizers: list, schedulers: list,
+            losses: list[nn.Module] | None = None) -> dict:
+    """Load what :func:`checkpoint` saved into the given objects; returns the trainer state."""
+    ckpt = load_checkpoint(path)
+    for i, model in enumerate(models):
+        model.load_state_dict(ckpt["models"][i])
+        optimizers[i].load_state_dict(ckpt["optimizers"][i])
+        schedulers[i].load_state_dict(ckpt["schedulers"][i])
+        if losses is not None:
+            losses[i].load_state_dict(ckpt["losses"][i])
+    set_rng_state(ckpt["rng"])
+    print(f"resumed from {path} after epoch {ckpt['state']['epoch']}")
+    return ckpt["state"]
+
+
+def save_epoch(run_dir: Path, ckpt: dict, improved: bool) -> None:
+    """Write ``last.pt`` every epoch and ``best.pt`` when the selection criterion improved (both atomically)."""
+    save_checkpoint(ckpt, run_dir / "last.pt")
+    if improved:
+        save_checkpoint(ckpt, run_dir / "best.pt")
+
+
+def summarize(logger: RunLogger, trainer: str, args: argparse.Namespace, state: dict, run_dir: Path,
+              wall_time: float, best_val_acc: float | None) -> dict:
+    """Write and return the run's ``summary.json`` (schema shared by both trainers and read by ``fine.report``)."""
+    summary = {
+        "trainer": trainer, "dataset": args.dataset, "noise_kind": args.noise_kind, "noise_rate": args.noise_rate,
+        "noise_label": getattr(args, "noise_label", None), "method": args.method, "loss": args.loss,
+        "selector": args.selector, "seed": args.seed, "arch": args.arch, "run_dir": str(run_dir),
+        "epochs": args.epochs, "best_epoch": state["best_epoch"], "best_val_acc": best_val_acc,
+        "best_test_acc": state["best_test"], "last_test_acc": state["last_test"], "selection": state["selection"],
+        "wall_time_s": round(wall_time, 1), "finished": True,
+    }
+    logger.summary(summary)
+    logger.close()
+    print(f"done: best test {summary['best_test_acc']:.2f} (epoch {summary['best_epoch']}), "
+          f"last test {summary['last_test_acc']:.2f}; {run_dir / 'summary.json'}")
+    return summary

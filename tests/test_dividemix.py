@@ -121,17 +121,17 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, monkeypatch):
     extra = ["--epochs", "3", "--loss_history", "2"]
     straight = _run(_argv(tmp_path / "a", *extra))
 
-    save = dm.save_checkpoint
+    save = dm.save_epoch
 
-    def save_then_die(ckpt, path):
-        save(ckpt, path)
-        if Path(path).name == "last.pt" and ckpt["state"]["epoch"] == 1:
+    def save_then_die(run_dir, ckpt, improved):
+        save(run_dir, ckpt, improved)
+        if ckpt["state"]["epoch"] == 1:
             raise _Killed
 
-    monkeypatch.setattr(dm, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(dm, "save_epoch", save_then_die)
     with pytest.raises(_Killed):
         _run(_argv(tmp_path / "b", *extra))
-    monkeypatch.setattr(dm, "save_checkpoint", save)
+    monkeypatch.setattr(dm, "save_epoch", save)
     run_dir = tmp_path / "b" / Path(straight["run_dir"]).relative_to(tmp_path / "a")
     assert not (run_dir / "summary.json").exists() and len(_rows(run_dir)) == 2
     with pytest.raises(UserError, match="already exists"):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from data_loader import build_datasets
 from dynamic_selection import train as ds
 from fine.errors import UserError
 from tests.fixtures import write_cifar10
@@ -71,7 +72,7 @@ def test_selection_runs_at_scheduled_epochs_on_unaugmented_features(tmp_path, mo
     rounds = sorted(p.name for p in (Path(summary["run_dir"]) / "selection").iterdir())
     assert rounds == ["round_002.npz", "round_004.npz", "round_006.npz"]
     assert len(seen) == 3
-    test_transform = ds.build_datasets("digits", tmp_path / "data", noise_kind="sym", noise_rate=0.5, seed=1,
+    test_transform = build_datasets("digits", tmp_path / "data", noise_kind="sym", noise_rate=0.5, seed=1,
                                        val_size=0).test_transform
     assert all(repr(t) == repr(test_transform) for t in seen)  # un-augmented: the test transform, no random crop
     trained = [r["train/samples"] for r in rows(summary)]
