@@ -170,9 +170,23 @@ FAILED=()
 
 # Wait for any run to end, report it and free its slot.
 reap() {
-  local pid="" status=0
+  local pid="" status=0 candidate
   wait -n -p pid || status=$?
-  [[ -n "$pid" ]] || return 0
+  if [[ -z "${pid:-}" ]]; then
+    # wait -n reported no job: bash already collected the one that ended. Find it and read its saved status.
+    for candidate in "${!JOB_SLOT[@]}"; do
+      if ! kill -0 "$candidate" 2>/dev/null; then
+        pid=$candidate
+        status=0
+        wait "$pid" || status=$?
+        break
+      fi
+    done
+    if [[ -z "$pid" ]]; then
+      sleep 1
+      return 0
+    fi
+  fi
   if ((status == 0)); then
     echo "done    ${JOB_NAME[$pid]}"
   else
