@@ -41,7 +41,8 @@ SELECTORS = ("loss-gmm", "fine")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m dividemix.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
     g = parser.add_argument_group("DivideMix")
     g.add_argument("--selector", type=str, default="loss-gmm", choices=SELECTORS,

@@ -42,7 +42,8 @@ SELECTING = ("fine", "f-coteaching")  # methods with periodic selection rounds
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m dynamic_selection.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
     g = parser.add_argument_group("method")
     g.add_argument("--method", type=str, default="fine", choices=METHODS, help="training method (see above)")
