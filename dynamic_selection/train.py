@@ -273,8 +273,9 @@ def main(args: argparse.Namespace) -> dict:
                 if is_clean is not None:
                     metrics = selection_metrics(sel.clean_mask, is_clean)
                     row.update({f"{tag}/{k}": metrics[k] for k in ("precision", "recall", "f1", "specificity")})
-                    state["selection"] = {k: metrics[k] for k in
-                                          ("precision", "recall", "f1", "specificity", "accuracy", "selected")}
+                    if i == 0:  # summary: quality of the selection made from network 1's features
+                        state["selection"] = {k: metrics[k] for k in
+                                              ("precision", "recall", "f1", "specificity", "accuracy", "selected")}
                     logger.histogram(f"{tag}/score_clean", sel.scores[is_clean], epoch)
                     logger.histogram(f"{tag}/score_noisy", sel.scores[~is_clean], epoch)
                 suffix = f"_net{i + 1}" if num_nets > 1 else ""
