@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -11,13 +12,21 @@ import torch
 from torch.utils.data import Dataset
 
 from data_loader.cifar import load_cifar
+from data_loader.cifar_n import check_human_noise, load_cifar_n_labels
+from data_loader.clothing1m import clothing1m_transforms, load_clothing1m
 from data_loader.digits import load_digits_split
 from data_loader.noise import load_or_make_noisy_labels
-from data_loader.transforms import get_transforms
+from data_loader.transforms import get_transforms, user_transforms
+from data_loader.user_data import load_user_data
+from data_loader.webvision import load_webvision, webvision_transforms
 from fine.errors import UserError
 
-DATASETS = ("cifar10", "cifar100", "digits")
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10}
+DATASETS = ("cifar10", "cifar100", "digits", "clothing1m", "webvision", "folder", "npz")
+# Class counts of the fixed datasets; "folder" and "npz" (users' data) take theirs from the data.
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10, "clothing1m": 14, "webvision": 50}
+USER_DATASETS = ("folder", "npz")
+# Datasets whose training labels are noisy as collected ("real" noise): no clean labels, no synthetic noise.
+REAL_DATASETS = ("clothing1m", "webvision")
 _SPLIT_STREAM = 1  # the validation split draws from default_rng([seed, 1]), a stream separate from the noise's
 
 
@@ -86,6 +95,7 @@ class DatasetBundle:
     train_transform: Callable[[torch.Tensor], torch.Tensor]
     test_transform: Callable[[torch.Tensor], torch.Tensor]
     noise_info: dict
+    extra_tests: dict[str, Dataset] = field(default_factory=dict)
 
 
 def balanced_split(labels: np.ndarray, val_size: int, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,8 +133,52 @@ def balanced_split(labels: np.ndarray, val_size: int, num_classes: int, seed: in
     return train_idx, val_idx
 
 
+def _user_noisy_labels(dataset: str, data_path: str | os.PathLike, given: np.ndarray, clean: np.ndarray | None, *,
+                       noise_kind: str, noise_rate: float, seed: int, num_classes: int, images: np.ndarray,
+                       noise_file: str | os.PathLike | None) -> tuple[np.ndarray, dict]:
+    """Noisy labels of a user's data set: its own (``noise_kind`` none, no ``noise_file``) or made from its clean
+    labels like any other dataset's, saved under the data folder (the .npz file's folder)."""
+    path = Path(data_path)
+    if noise_kind == "none" and noise_file is None:
+        info = {"kind": "none", "rate": None, "seed": seed, "label_file": None, "reused": True,
+                "noise_rate": None if clean is None else float((given != clean).mean())}
+        return given, info
+    if clean is None:
+        extra = "noisy_labels.npy beside train/" if dataset == "folder" else "a y_train_clean array"
+        raise UserError(f"{path} has only noisy labels, so --noise_kind {noise_kind} / --noise_file cannot be applied "
+                        f"to clean ones; use --noise_kind none, or add {extra} to make the folder labels clean")
+    root, name = (path, dataset) if dataset == "folder" else (path.parent, f"npz-{path.stem}")
+    return load_or_make_noisy_labels(clean, dataset=name, kind=noise_kind, rate=noise_rate, seed=seed,
+                                     num_classes=num_classes, root=root,
+                                     inputs=images if noise_kind == "instance" else None, noise_file=noise_file)
+
+
+def _real_world(dataset: str, data_path: str | os.PathLike, noise_kind: str, noise_file: str | os.PathLike | None,
+                imagenet_path: str | os.PathLike | None) -> DatasetBundle:
+    """Clothing1M or mini-WebVision with their own noisy training labels (no clean ones exist)."""
+    if noise_kind != "real" or noise_file is not None:
+        raise UserError(f"{dataset} comes with real label noise; pass --noise_kind real (no synthetic noise and no "
+                        f"--noise_file)")
+    if dataset == "clothing1m":
+        train_transform, test_transform = clothing1m_transforms()
+        train, val, test, num_classes = load_clothing1m(data_path, train_transform=train_transform,
+                                                        test_transform=test_transform)
+        extra = {}
+    else:
+        train_transform, test_transform = webvision_transforms()
+        train, test, imagenet, num_classes = load_webvision(data_path, imagenet_path, train_transform=train_transform,
+                                                            test_transform=test_transform)
+        val, extra = None, ({"imagenet": imagenet} if imagenet is not None else {})
+    info = {"dataset": dataset, "kind": "real", "rate": None, "seed": None, "label_file": None, "reused": True,
+            "noise_rate": None, "noise_rate_full": None, "clean_labels": "unavailable", "num_train": len(train),
+            "num_val": 0 if val is None else len(val)}
+    return DatasetBundle(train=train, val=val, test=test, num_classes=num_classes, train_transform=train_transform,
+                         test_transform=test_transform, noise_info=info, extra_tests=extra)
+
+
 def build_datasets(dataset: str, data_path: str | os.PathLike, *, noise_kind: str, noise_rate: float, seed: int,
-                   noise_file: str | os.PathLike | None = None, val_size: int | None = 0) -> DatasetBundle:
+                   noise_file: str | os.PathLike | None = None, val_size: int | None = 0,
+                   noise_label: str | None = None, imagenet_path: str | os.PathLike | None = None) -> DatasetBundle:
     """Load ``dataset``, corrupt its training labels, and split off a validation set.
 
     The noisy labels are made (or read back) for the full standard training set, saved under
@@ -134,36 +188,73 @@ def build_datasets(dataset: str, data_path: str | os.PathLike, *, noise_kind: st
     45k/5k on CIFAR); ``val_size == 0`` (or None) trains on everything (DivideMix). Train and validation are
     re-indexed from 0; validation and test use the test transform.
 
+    ``noise_kind="human"`` reads the CIFAR-N label set ``noise_label`` (:mod:`data_loader.cifar_n`) instead of making
+    labels; the clean labels stay the CIFAR ones. ``"folder"`` and ``"npz"`` read a user's data
+    (:mod:`data_loader.user_data`): the class count comes from the data, the transforms normalise with the training
+    images' statistics, ``noise_kind="none"`` keeps the data's own (noisy) labels, and synthetic noise needs the clean
+    labels; with unknown clean labels, ``clean_labels`` and the noise rates are None and the split balances the noisy
+    labels.
+
     Parameters
     ----------
     dataset : one of ``DATASETS``.
-    data_path : folder with the data files and the ``noisy_labels/`` folder.
+    data_path : folder with the data files and the ``noisy_labels/`` folder (``npz``: the .npz file).
     noise_kind, noise_rate, seed, noise_file : see :func:`data_loader.noise.make_noisy_labels`; ``seed`` also seeds the
         validation split.
     val_size : number of validation samples, a multiple of the class count.
+    noise_label : CIFAR-N label set, with ``noise_kind="human"`` only.
+    imagenet_path : ILSVRC12 folder for WebVision's second test set (``extra_tests["imagenet"]``); optional.
+
+    ``clothing1m`` and ``webvision`` (``noise_kind="real"``) keep their own noisy labels, have no clean training
+    labels (``clean_labels`` None) and use their published splits (Clothing1M's clean validation set; ``val_size``
+    is ignored).
 
     Returns
     -------
     DatasetBundle
         ``noise_info`` holds ``dataset``, ``kind``, ``rate``, ``seed``, ``label_file``, ``reused``, ``noise_rate``
-        (realised on the final train set), ``noise_rate_full`` (on the full training set), ``num_train``, ``num_val``.
+        (realised on the final train set), ``noise_rate_full`` (on the full training set), ``num_train``, ``num_val``;
+        human noise adds ``label``.
     """
     if dataset not in DATASETS:
         raise UserError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
-    num_classes = NUM_CLASSES[dataset]
-    data = load_cifar(dataset, data_path) if dataset.startswith("cifar") else load_digits_split()
-    train_transform, test_transform = get_transforms(dataset)
-    noisy, info = load_or_make_noisy_labels(
-        data.train_labels, dataset=dataset, kind=noise_kind, rate=noise_rate, seed=seed, num_classes=num_classes,
-        root=data_path, inputs=data.train_images if noise_kind == "instance" else None, noise_file=noise_file)
-    full = NoisyDataset(torch.from_numpy(data.train_images), noisy, data.train_labels, train_transform)
+    if dataset in REAL_DATASETS:
+        return _real_world(dataset, data_path, noise_kind, noise_file, imagenet_path)
+    if noise_kind == "real":
+        raise UserError(f"--noise_kind real is for {' and '.join(REAL_DATASETS)}; {dataset} takes synthetic noise "
+                        f"(sym, asym, ...)")
+    check_human_noise(dataset, noise_kind, noise_label)
+    if noise_kind == "human" and noise_file is not None:
+        raise UserError("--noise_file and --noise_kind human both give the noisy labels; pass only one")
+    if dataset in USER_DATASETS:
+        user = load_user_data(dataset, data_path)
+        num_classes, clean_train = user.num_classes, user.train_clean
+        train_images, test_images, test_labels = user.train_images, user.test_images, user.test_labels
+        train_transform, test_transform = user_transforms(torch.from_numpy(train_images))
+        noisy, info = _user_noisy_labels(dataset, data_path, user.train_labels, clean_train, noise_kind=noise_kind,
+                                         noise_rate=noise_rate, seed=seed, num_classes=num_classes,
+                                         images=train_images, noise_file=noise_file)
+    else:
+        num_classes = NUM_CLASSES[dataset]
+        data = load_cifar(dataset, data_path) if dataset.startswith("cifar") else load_digits_split()
+        clean_train, train_images = data.train_labels, data.train_images
+        test_images, test_labels = data.test_images, data.test_labels
+        train_transform, test_transform = get_transforms(dataset)
+        if noise_kind == "human":
+            noisy, info = load_cifar_n_labels(dataset, data_path, noise_label, clean_train)
+        else:
+            noisy, info = load_or_make_noisy_labels(
+                clean_train, dataset=dataset, kind=noise_kind, rate=noise_rate, seed=seed, num_classes=num_classes,
+                root=data_path, inputs=train_images if noise_kind == "instance" else None, noise_file=noise_file)
+    full = NoisyDataset(torch.from_numpy(train_images), noisy, clean_train, train_transform)
     train, val = full, None
     if val_size:
-        train_idx, val_idx = balanced_split(data.train_labels, val_size, num_classes, seed)
+        balance = clean_train if clean_train is not None else noisy
+        train_idx, val_idx = balanced_split(balance, val_size, num_classes, seed)
         train, val = full.subset(train_idx), full.subset(val_idx).view(test_transform)
-    test = NoisyDataset(torch.from_numpy(data.test_images), data.test_labels, data.test_labels, test_transform)
-    noise_info = {"dataset": dataset, **info, "noise_rate": float((train.noisy_labels != train.clean_labels).mean()),
-                  "noise_rate_full": info["noise_rate"], "num_train": len(train),
-                  "num_val": 0 if val is None else len(val)}
+    test = NoisyDataset(torch.from_numpy(test_images), test_labels, test_labels, test_transform)
+    rate = None if train.clean_labels is None else float((train.noisy_labels != train.clean_labels).mean())
+    noise_info = {"dataset": dataset, **info, "noise_rate": rate, "noise_rate_full": info["noise_rate"],
+                  "num_train": len(train), "num_val": 0 if val is None else len(val)}
     return DatasetBundle(train=train, val=val, test=test, num_classes=num_classes, train_transform=train_transform,
                          test_transform=test_transform, noise_info=noise_info)

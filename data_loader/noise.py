@@ -15,7 +15,8 @@ import numpy as np
 
 from fine.errors import UserError
 
-NOISE_KINDS = ("none", "sym", "asym", "pairflip", "instance")
+# human: CIFAR-N (data_loader/cifar_n.py); real: the labels Clothing1M and WebVision come with.
+NOISE_KINDS = ("none", "sym", "asym", "pairflip", "instance", "human", "real")
 
 # Asymmetric maps, source class -> noisy class. CIFAR-10: truck->automobile, bird->airplane, cat<->dog, deer->horse.
 CIFAR10_ASYM = {9: 1, 2: 0, 3: 5, 5: 3, 4: 7}
@@ -70,6 +71,9 @@ def _check_labels(labels: np.ndarray, num_classes: int, what: str, fix: str) -> 
 def _check_kind_rate(kind: str, rate: float) -> None:
     if kind not in NOISE_KINDS:
         raise UserError(f"unknown noise kind {kind!r}; use one of {', '.join(NOISE_KINDS)}")
+    if kind in ("human", "real"):
+        raise UserError(f"{kind} noise is read from the dataset's label files, not generated; pass "
+                        f"noise_kind='{kind}' to data_loader.build_datasets")
     if not 0.0 <= rate <= 1.0:
         raise UserError(f"noise rate {rate} is outside [0, 1]; pass a fraction such as 0.5")
 

@@ -31,8 +31,37 @@ def get_transforms(dataset: str) -> tuple[Transform, Transform]:
     """
     if dataset not in NORMALIZATION:
         raise UserError(f"no transforms for dataset {dataset!r}; use one of {', '.join(NORMALIZATION)}")
-    mean, std = NORMALIZATION[dataset]
-    size, padding, flip = AUGMENTATION[dataset]
+    return image_transforms(NORMALIZATION[dataset], AUGMENTATION[dataset])
+
+
+def image_transforms(normalization: tuple[tuple[float, ...], tuple[float, ...]],
+                     augmentation: tuple[int | tuple[int, int], int, bool]) -> tuple[Transform, Transform]:
+    """``(train_transform, test_transform)`` from explicit ``(mean, std)`` and ``(size, padding, flip)`` settings."""
+    mean, std = normalization
+    size, padding, flip = augmentation
     to_float = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     augment = [v2.RandomCrop(size, padding=padding)] + ([v2.RandomHorizontalFlip()] if flip else [])
     return v2.Compose(augment + to_float), v2.Compose(to_float)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 (N, C, H, W) images scaled to [0, 1] (a std of 0 is returned as 1)."""
+    n, c = images.shape[:2]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, n, 4096):  # chunks bound the float copy
+        block = images[start:start + 4096].to(torch.float64).div_(255).transpose(0, 1).reshape(c, -1)
+        total += block.sum(1)
+        total_sq += block.square().sum(1)
+    count = max(n * images.shape[2] * images.shape[3], 1)
+    mean = total / count
+    std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
+    std = torch.where(std > 0, std, 1.0)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def user_transforms(images: torch.Tensor) -> tuple[Transform, Transform]:
+    """Transforms for a user's (N, C, H, W) uint8 images: RandomCrop((H, W), padding=min(H, W) // 8) + flip for
+    training, both normalised with the per-channel statistics of ``images``."""
+    height, width = images.shape[-2:]
+    return image_transforms(channel_stats(images), ((height, width), max(min(height, width) // 8, 1), True))

@@ -14,7 +14,18 @@ _BASE = {
     # third of the run.
     "digits": dict(arch="small_cnn", epochs=30, batch_size=32, lr=0.02, weight_decay=5e-4, lr_schedule="multistep",
                    milestones=[20], gamma=0.1, val_size=0, warmup=5),
+    # ImageNet-pretrained ResNet-50, 80 epochs of 1000 batches of 32, lr 0.002 divided by 10 at 40.
+    "clothing1m": dict(arch="resnet50", pretrained="imagenet", epochs=80, batch_size=32, num_batches=1000,
+                       lr=0.002, weight_decay=1e-3, lr_schedule="multistep", milestones=[40], gamma=0.1, val_size=0,
+                       warmup=1, alpha=0.5),
+    # InceptionResNetV2 from scratch on the first 50 WebVision classes, lr 0.01 divided by 10 at 40.
+    "webvision": dict(arch="inception_resnet_v2", epochs=80, batch_size=32, lr=0.01, weight_decay=5e-4,
+                      lr_schedule="multistep", milestones=[40], gamma=0.1, val_size=0, warmup=1, alpha=0.5),
+    # Users' data: the CIFAR-10 recipe.
+    "folder": dict(arch="preact_resnet18", epochs=300, batch_size=64, lr=0.02, weight_decay=5e-4,
+                   lr_schedule="multistep", milestones=[150], gamma=0.1, val_size=0, warmup=10),
 }
+_BASE["npz"] = _BASE["folder"]
 
 # Weight of the unlabelled loss, lambda_u, per (dataset, noise kind, noise rate), from the DivideMix paper.
 LAMBDA_U = {
@@ -30,6 +41,10 @@ def lambda_u_default(dataset: str, noise_kind: str, noise_rate: float) -> float 
     """The published lambda_u of this setting (any setting for digits), or None when the paper gives none."""
     if dataset == "digits":
         return _DIGITS_LAMBDA_U
+    if noise_kind == "real":  # Clothing1M and WebVision: no unlabelled loss
+        return 0.0
+    if noise_rate is None:
+        return None
     return LAMBDA_U.get((dataset, noise_kind, round(noise_rate, 4)))
 
 
@@ -39,6 +54,6 @@ def recipe(dataset: str, noise_kind: str, noise_rate: float) -> dict:
     At 90% symmetric noise DivideMix raises the clean-probability threshold to 0.6 and averages the normalised
     per-sample loss over the last 5 epochs before fitting its mixture.
     """
-    extreme = noise_kind == "sym" and noise_rate >= 0.9
-    return dict(_BASE[dataset], lambda_u=lambda_u_default(dataset, noise_kind, noise_rate),
+    extreme = noise_kind == "sym" and noise_rate is not None and noise_rate >= 0.9
+    return dict({"alpha": 4.0}, **_BASE[dataset], lambda_u=lambda_u_default(dataset, noise_kind, noise_rate),
                 p_threshold=0.6 if extreme else 0.5, loss_history=5 if extreme else 1)

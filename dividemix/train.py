@@ -34,8 +34,8 @@ from fine.logger import RunLogger
 from fine.models import create_model
 from fine.run import prepare_run_dir, print_args, resolve_device, seed_everything
 from fine.selection import Selection, fine_select, loss_gmm_select, selection_metrics
-from fine.training import (build_optimizer, build_scheduler, checkpoint, epoch_generator, load_data, predict, restore,
-                           save_epoch, save_selection_round, summarize)
+from fine.training import (build_optimizer, build_scheduler, checkpoint, epoch_generator, evaluate_extra_tests,
+                           load_data, predict, restore, save_epoch, save_selection_round, summarize)
 
 SELECTORS = ("loss-gmm", "fine")
 
@@ -55,10 +55,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--lambda_u", type=float, default=None,
                    help="weight of the unlabelled loss after its 16-epoch ramp (default per dataset and noise)")
     g.add_argument("--T", type=float, default=0.5, help="sharpening temperature of refined and guessed labels")
-    g.add_argument("--alpha", type=float, default=4.0, help="mixup Beta(alpha, alpha) concentration")
-    g.add_argument("--num_batches", type=int, default=None,
-                   help="at most this many iterations per epoch (Clothing1M-style runs; default: one pass over the "
-                        "labelled set, or over all data in warm-up)")
+    g.add_argument("--alpha", type=float, default=None,
+                   help="mixup Beta(alpha, alpha) concentration (default 4; 0.5 on clothing1m and webvision)")
     g.add_argument("--loss_history", type=int, default=None,
                    help="loss-gmm: fit the GMM on the normalised loss averaged over this many recent epochs "
                         "(default 5 at 90%% symmetric noise, else 1)")
@@ -88,8 +86,6 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.val_size:
         raise UserError(f"--val_size {args.val_size}: DivideMix trains on the whole training set and reports test "
                         f"accuracy; drop --val_size or pass 0")
-    if args.num_batches is not None and args.num_batches < 1:
-        raise UserError(f"--num_batches must be at least 1, got {args.num_batches}")
     if args.selector == "fine":
         args.loss_history = None
     elif args.loss_history < 1:
@@ -238,13 +234,16 @@ def main(args: argparse.Namespace) -> dict:
 
     seed_everything(args.seed)
     in_channels = bundle.test[0][0].shape[0]
-    models = [create_model(args.arch, num_classes, in_channels=in_channels).to(device) for _ in range(2)]
+    models = [create_model(args.arch, num_classes, pretrained=args.pretrained, in_channels=in_channels).to(device)
+              for _ in range(2)]
     optimizers = [build_optimizer(m, args) for m in models]
     schedulers = [build_scheduler(opt, args) for opt in optimizers]
     loader_kw = dict(num_workers=args.workers, pin_memory=device.type == "cuda")
     eval_loader = DataLoader(train_set.view(bundle.test_transform), batch_size=4 * args.batch_size, shuffle=False,
                              **loader_kw)
     test_loader = DataLoader(bundle.test, batch_size=4 * args.batch_size, shuffle=False, **loader_kw)
+    extra_loaders = {name: DataLoader(ds, batch_size=4 * args.batch_size, shuffle=False, **loader_kw)
+                     for name, ds in bundle.extra_tests.items()}
     two_views = TwoViews(train_set)
 
     # history[i]: recent normalised losses of network i (loss-gmm); selection: quality of network 1's last split.
@@ -323,6 +322,9 @@ def main(args: argparse.Namespace) -> dict:
             probs.append(p)
             row[f"test/acc_net{i + 1}"] = 100.0 * (p.argmax(1) == labels).float().mean().item()
         row["test/acc"] = 100.0 * ((probs[0] + probs[1]).argmax(1) == labels).float().mean().item()  # ensemble
+        row["test/acc_top5"] = 100.0 * ((probs[0] + probs[1]).topk(min(5, num_classes), 1).indices
+                                        == labels[:, None]).any(1).float().mean().item()
+        row.update(evaluate_extra_tests(models, extra_loaders, device))
         row["val/acc"] = None
         improved = row["test/acc"] > state["best_test"]
         if improved:

@@ -20,9 +20,10 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, SubsetRandomSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from data_loader.sampling import balanced_epoch_indices
 from dynamic_selection.recipes import recipe
 from fine.args import add_common_args, check_common_args, fill_defaults
 from fine.errors import UserError, run_cli
@@ -32,8 +33,8 @@ from fine.losses import LOSSES, build_loss, default_loss_hparams
 from fine.models import create_model
 from fine.run import prepare_run_dir, print_args, resolve_device, seed_everything
 from fine.selection import Selection, fine_select, loss_gmm_select, selection_metrics, small_loss_select
-from fine.training import (build_optimizer, build_scheduler, checkpoint, epoch_generator, evaluate, load_data, restore,
-                           save_epoch, save_selection_round, summarize)
+from fine.training import (build_optimizer, build_scheduler, checkpoint, epoch_generator, evaluate,
+                           evaluate_extra_tests, load_data, restore, save_epoch, save_selection_round, summarize)
 
 METHODS = ("standard", "fine", "f-coteaching", "coteaching", "coteaching+")
 SELECTORS = ("fine", "small-loss", "loss-gmm")
@@ -64,6 +65,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="FINE score: |<u, z/|z|>| as the published code, or the paper's <u, z>^2")
     s.add_argument("--vector", type=str, default="eigen", choices=("eigen", "mean"),
                    help="class direction: top eigenvector of the gram matrix, or the class mean")
+    s.add_argument("--reference", type=str, default=None, choices=("previous", "class"),
+                   help="samples whose features define each class's eigenvector: the previous round's selection "
+                        "(whole class in round 1), or always the whole class (default per recipe: class on "
+                        "clothing1m)")
     s.add_argument("--aug_features", action="store_true",
                    help="extract selection features from augmented images (the published code's behaviour; "
                         "off by default)")
@@ -87,7 +92,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     check_common_args(args)
     selecting = args.method in SELECTING
     if not selecting:
-        for flag in ("selector", "warmup", "every"):
+        for flag in ("selector", "warmup", "every", "reference"):
             if getattr(args, flag) is not None:
                 raise UserError(f"--{flag} applies to --method fine or f-coteaching, not {args.method}")
     if args.method == "f-coteaching" and args.selector not in (None, "fine"):
@@ -196,6 +201,17 @@ def train_one_epoch_coteaching(models: list[nn.Module], loader: DataLoader, opti
     return metrics, step
 
 
+def epoch_samples(args: argparse.Namespace, labels: torch.Tensor, candidates: torch.Tensor | None, num_classes: int,
+                  generator: torch.Generator) -> list[int]:
+    """The training samples of one epoch, in order: a shuffle of ``candidates`` (None = all samples), or with
+    ``--num_batches`` a class-balanced draw of ``num_batches * batch_size`` of them (the Clothing1M recipe)."""
+    if args.num_batches is not None:
+        return balanced_epoch_indices(labels, candidates, args.num_batches * args.batch_size, num_classes,
+                                      generator).tolist()
+    candidates = torch.arange(len(labels)) if candidates is None else candidates
+    return candidates[torch.randperm(len(candidates), generator=generator)].tolist()
+
+
 def select(args: argparse.Namespace, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
            num_classes: int, ref_mask: torch.Tensor | None) -> Selection:
     """One selection round with the configured detector on eval-mode outputs of the whole training set."""
@@ -235,7 +251,8 @@ def main(args: argparse.Namespace) -> dict:
     seed_everything(args.seed)
     num_nets = 2 if args.method in TWO_NETS else 1
     in_channels = bundle.test[0][0].shape[0]
-    models = [create_model(args.arch, num_classes, in_channels=in_channels).to(device) for _ in range(num_nets)]
+    models = [create_model(args.arch, num_classes, pretrained=args.pretrained, in_channels=in_channels).to(device)
+              for _ in range(num_nets)]
     optimizers = [build_optimizer(m, args) for m in models]
     schedulers = [build_scheduler(opt, args) for opt in optimizers]
     loss_fns = [build_loss(args.loss, num_classes=num_classes, num_samples=num_train, **loss_hparams(args)).to(device)
@@ -245,6 +262,7 @@ def main(args: argparse.Namespace) -> dict:
     eval_loader = DataLoader(eval_set, shuffle=False, **dict(loader_kw, batch_size=4 * args.batch_size))
     val_loader = DataLoader(bundle.val, shuffle=False, **loader_kw) if bundle.val is not None else None
     test_loader = DataLoader(bundle.test, shuffle=False, **loader_kw)
+    extra_loaders = {name: DataLoader(ds, shuffle=False, **loader_kw) for name, ds in bundle.extra_tests.items()}
 
     # train_masks[i]: samples network i trains on; ref_masks[i]: last selection made from network i's features.
     state = {"epoch": -1, "train_masks": [None] * num_nets, "ref_masks": [None] * num_nets, "step": 0,
@@ -261,7 +279,8 @@ def main(args: argparse.Namespace) -> dict:
             for i in range(num_nets):
                 t0 = time.time()
                 features, logits = extract_features(models[i], eval_loader, num_train, device)
-                sel = select(args, features, logits, noisy, num_classes, state["ref_masks"][i])
+                ref_mask = state["ref_masks"][i] if args.reference == "previous" else None
+                sel = select(args, features, logits, noisy, num_classes, ref_mask)
                 if not sel.clean_mask.any():
                     print(f"epoch {epoch}: selection from network {i + 1} is empty; keeping the previous one")
                     continue
@@ -284,7 +303,8 @@ def main(args: argparse.Namespace) -> dict:
 
         generator = epoch_generator(args.seed, epoch)
         if args.method in ("coteaching", "coteaching+"):
-            loader = DataLoader(train_set, shuffle=True, generator=generator, **loader_kw)
+            loader = DataLoader(train_set, sampler=epoch_samples(args, noisy, None, num_classes, generator),
+                                **loader_kw)
             metrics, state["step"] = train_one_epoch_coteaching(
                 models, loader, optimizers, loss_fns, forget_rate_at(args, epoch),
                 disagree=args.method == "coteaching+", step=state["step"], init_steps=args.init_steps,
@@ -293,9 +313,9 @@ def main(args: argparse.Namespace) -> dict:
         else:
             for i in range(num_nets):
                 mask = state["train_masks"][i]
-                indices = torch.arange(num_train) if mask is None else mask.nonzero().squeeze(1)
-                loader = DataLoader(train_set, sampler=SubsetRandomSampler(indices.tolist(), generator=generator),
-                                    **loader_kw)
+                indices = epoch_samples(args, noisy, None if mask is None else mask.nonzero().squeeze(1),
+                                        num_classes, generator)
+                loader = DataLoader(train_set, sampler=indices, **loader_kw)
                 metrics = train_one_epoch(models[i], loader, optimizers[i], loss_fns[i], clean_dev, device,
                                           desc=f"epoch {epoch}" + (f" net {i + 1}" if num_nets > 1 else ""))
                 tag = f"train/net{i + 1}" if i else "train"
@@ -307,7 +327,8 @@ def main(args: argparse.Namespace) -> dict:
         for sched in schedulers:
             sched.step()
 
-        row["test/acc"] = evaluate(models[0], test_loader, device)
+        row["test/acc"], row["test/acc_top5"] = evaluate(models[0], test_loader, device, topk=(1, 5))
+        row.update(evaluate_extra_tests(models[0], extra_loaders, device))
         if num_nets > 1:
             row["test/acc_net2"] = evaluate(models[1], test_loader, device)
         row["val/acc"] = evaluate(models[0], val_loader, device) if val_loader is not None else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from data_loader import DATASETS, NOISE_KINDS
+from data_loader import DATASETS, NOISE_KINDS, REAL_DATASETS
 from fine.errors import UserError
 from fine.models import ARCHS
 
@@ -16,27 +16,42 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Add the data, model, optimisation and run flags every trainer shares."""
     data = parser.add_argument_group("data and label noise")
     data.add_argument("--dataset", type=str, default="digits", choices=DATASETS,
-                      help="dataset; digits is bundled with scikit-learn and needs no download")
+                      help="dataset; digits is bundled with scikit-learn and needs no download; folder (an ImageFolder tree "
+                           "at --data_path) and npz (a .npz file at --data_path) are your own data, see "
+                           "data_loader/user_data.py")
     data.add_argument("--data_path", type=str, default="data",
                       help="folder holding the dataset files (see scripts/download_*.sh); noisy labels are saved "
                            "under <data_path>/noisy_labels/")
-    data.add_argument("--noise_kind", type=str, default="sym", choices=NOISE_KINDS,
-                      help="synthetic label noise: sym (uniform over all classes, true class included), asym "
-                           "(class-dependent map), pairflip, instance (Xia et al. 2020), human (CIFAR-N), none")
-    data.add_argument("--noise_rate", type=float, default=0.5,
-                      help="noise rate r in [0, 1]; its exact meaning per kind is in data_loader/noise.py")
+    data.add_argument("--noise_kind", type=str, default=None, choices=NOISE_KINDS,
+                      help="label noise: sym (uniform over all classes, true class included), asym (class-dependent "
+                           "map), pairflip, instance (Xia et al. 2020), human (CIFAR-N), real (the labels Clothing1M "
+                           "and WebVision come with), none (default: real for clothing1m/webvision, else sym)")
+    data.add_argument("--noise_label", type=str, default=None,
+                      help="CIFAR-N label set for --noise_kind human: aggre, random1, random2, random3 or worst "
+                           "(cifar10), noisy (cifar100); files from scripts/download_cifar_n.sh")
+    data.add_argument("--noise_rate", type=float, default=None,
+                      help="noise rate r in [0, 1] (default 0.5); its exact meaning per kind is in "
+                           "data_loader/noise.py")
     data.add_argument("--noise_file", type=str, default=None,
                       help="use the noisy labels in this .npy file (aligned with the standard training order) "
                            "instead of generating them")
     data.add_argument("--noise_seed", type=int, default=None,
                       help="seed of the label noise and the train/validation split (default: --seed)")
+    data.add_argument("--imagenet_path", type=str, default=None,
+                      help="webvision: ILSVRC12 folder (val/<wnid>/*.JPEG) for the second test set, top-1 and top-5")
     data.add_argument("--val_size", type=int, default=None,
                       help="size of the class-balanced validation split carved from the noisy training set "
                            "(0 = train on everything; default per recipe)")
 
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--arch", type=str, default=None, choices=ARCHS, help="network (default per dataset)")
+    model.add_argument("--pretrained", type=str, default=None,
+                       help="resnet50 initial weights: 'imagenet' (torchvision's cached file, never downloaded at run "
+                            "time), a state-dict file, or 'none' (default per recipe: imagenet on clothing1m)")
     model.add_argument("--epochs", type=int, default=None, help="training epochs (default per recipe)")
+    model.add_argument("--num_batches", type=int, default=None,
+                       help="iterations per epoch on a class-balanced draw of the (selected) training samples, drawn "
+                            "afresh each epoch (Clothing1M recipe); default: one pass over the training samples")
     model.add_argument("--batch_size", type=int, default=None, help="mini-batch size (default per recipe)")
     model.add_argument("--lr", type=float, default=None, help="initial learning rate (default per recipe)")
     model.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
@@ -70,12 +85,21 @@ def fill_defaults(args: argparse.Namespace, recipe: dict) -> None:
 
 
 def check_common_args(args: argparse.Namespace) -> None:
-    """Refuse inconsistent common flags with a one-line :class:`UserError` before any work starts."""
-    if not 0.0 <= args.noise_rate <= 1.0:
+    """Refuse inconsistent common flags with a one-line :class:`UserError` before any work starts.
+
+    Also resolves ``--noise_kind`` (real-noise datasets default to ``real``, the others to ``sym``).
+    """
+    if args.noise_kind is None:
+        args.noise_kind = "real" if args.dataset in REAL_DATASETS else "sym"
+    if args.noise_kind == "real":
+        args.noise_rate = None
+    elif args.noise_rate is None:
+        args.noise_rate = 0.5
+    if args.noise_rate is not None and not 0.0 <= args.noise_rate <= 1.0:
         raise UserError(f"--noise_rate {args.noise_rate} is outside [0, 1]; pass a fraction such as 0.5")
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass only one")
-    for flag in ("epochs", "batch_size"):
+    for flag in ("epochs", "batch_size", "num_batches"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     if args.lr is not None and args.lr <= 0:

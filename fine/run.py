@@ -55,7 +55,7 @@ def run_name(args: argparse.Namespace, fields: list[str]) -> str:
     """
     defining = {k: v for k, v in sorted(vars(args).items()) if k not in NON_DEFINING}
     digest = hashlib.sha1(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:6]
-    noise = "clean" if args.noise_kind == "none" else f"{args.noise_kind}{args.noise_rate:g}"
+    noise = {"none": "clean", "real": "real"}.get(args.noise_kind) or f"{args.noise_kind}{args.noise_rate:g}"
     if getattr(args, "noise_label", None):
         noise = f"{args.noise_kind}-{args.noise_label}"
     if args.noise_file:

@@ -81,14 +81,29 @@ def predict(models: list[nn.Module], loader: DataLoader, device: torch.device) -
     return torch.cat(probs), torch.cat(labels)
 
 
-def evaluate(models: nn.Module | list[nn.Module], loader: DataLoader, device: torch.device) -> float:
-    """Top-1 accuracy (%) of a model, or of the mean softmax of several, against the loader's labels."""
+def evaluate(models: nn.Module | list[nn.Module], loader: DataLoader, device: torch.device,
+             topk: tuple[int, ...] = (1,)) -> float | list[float]:
+    """Top-k accuracy (%) of a model, or of the mean softmax of several, against the loader's labels.
+
+    Returns one float for the default ``topk=(1,)``, else a list with one accuracy per k.
+    """
     models = models if isinstance(models, list) else [models]
     was_training = [m.training for m in models]
     probs, labels = predict(models, loader, device)
     for m, mode in zip(models, was_training):
         m.train(mode)
-    return 100.0 * (probs.argmax(1) == labels).float().mean().item()
+    ranked = probs.topk(min(max(topk), probs.shape[1]), dim=1).indices
+    hits = [100.0 * (ranked[:, :k] == labels[:, None]).any(1).float().mean().item() for k in topk]
+    return hits[0] if topk == (1,) else hits
+
+
+def evaluate_extra_tests(models: nn.Module | list[nn.Module], loaders: dict[str, DataLoader],
+                         device: torch.device) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (%) on each extra test set (e.g. WebVision's ILSVRC12 val), keyed for the log."""
+    row = {}
+    for name, loader in loaders.items():
+        row[f"test_{name}/acc"], row[f"test_{name}/acc_top5"] = evaluate(models, loader, device, topk=(1, 5))
+    return row
 
 
 def save_selection_round(path: Path, sel: Selection, noisy_labels: np.ndarray,
@@ -123,7 +138,8 @@ def load_data(args: argparse.Namespace) -> TrainData:
     """Build the run's datasets (noise and split seeded by ``--noise_seed``, default ``--seed``)."""
     noise_seed = args.seed if args.noise_seed is None else args.noise_seed
     bundle = build_datasets(args.dataset, args.data_path, noise_kind=args.noise_kind, noise_rate=args.noise_rate,
-                            seed=noise_seed, noise_file=args.noise_file, val_size=args.val_size)
+                            seed=noise_seed, noise_file=args.noise_file, val_size=args.val_size,
+                            noise_label=args.noise_label, imagenet_path=args.imagenet_path)
     noisy = torch.as_tensor(bundle.train.noisy_labels, dtype=torch.long)
     known = bundle.train.clean_labels is not None
     clean = torch.as_tensor(bundle.train.clean_labels, dtype=torch.long) if known else None

@@ -86,7 +86,7 @@ def test_f_coteaching_trains_each_net_on_the_peer_selection(tmp_path, monkeypatc
     real = ds.train_one_epoch
 
     def spy(model, loader, *rest, **kw):
-        calls.append((id(model), sorted(loader.sampler.indices)))
+        calls.append((id(model), sorted(loader.sampler)))
         return real(model, loader, *rest, **kw)
 
     monkeypatch.setattr(ds, "train_one_epoch", spy)
