@@ -10,18 +10,21 @@ FINE, per noisy class k (``fine_select``):
 3. a 2-component 1-D mixture per class on the scores (``fine.mixture``, all classes batched); a sample is clean
    when the posterior of the higher-mean component exceeds ``threshold``.
 
-For a distributed run, each process can compute :func:`class_grams` on its shard, all-reduce grams and sums,
-turn them into eigenvectors with :func:`eigvecs_from_grams`, and pass those to ``fine_select(..., eigvecs=...)``.
+:func:`split_scores` is step 3 alone. :func:`fine_select_distributed` runs FINE on features sharded across
+processes: per-class grams (:func:`class_grams`) are all-reduced and turned into directions by
+:func:`eigvecs_from_grams`, each process scores its own rows, and the scores are gathered by sample index before the
+mixture fit, giving the same selection as ``fine_select`` on the assembled features.
 """
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
 
+from fine.distributed import all_reduce_sum, gather_by_index, is_main_process
 from fine.mixture import MixtureFit, fit_gmm, fit_mixture, pad_groups
 
 FITS = ("gmm", "kmeans", "bmm")
@@ -302,14 +305,82 @@ def alignment_scores(features: torch.Tensor, labels: torch.Tensor, vectors: torc
     return out.float()
 
 
-def _warn_kept(classes: list[int], reason: str) -> None:
+def _warn_kept(classes: list[int], reason: str, *, stacklevel: int = 3) -> None:
     shown = ", ".join(map(str, classes[:10])) + (", ..." if len(classes) > 10 else "")
-    warnings.warn(f"{len(classes)} class(es) [{shown}] {reason}; all their samples are kept as clean", stacklevel=3)
+    warnings.warn(f"{len(classes)} class(es) [{shown}] {reason}; all their samples are kept as clean",
+                  stacklevel=stacklevel)
 
 
 def _empty_selection(device: torch.device) -> Selection:
     empty = torch.zeros(0, device=device)
     return Selection(clean_mask=empty.bool(), clean_prob=empty, scores=empty)
+
+
+def _check_options(fit: str, threshold: float, *, score: str = "abs", vector: str = "eigen",
+                   normalize: bool = True) -> None:
+    """Validate FINE's option values (ValueError naming the bad one)."""
+    if fit not in FITS:
+        raise ValueError(f"unknown fit {fit!r}; choose one of {', '.join(FITS)}")
+    if vector not in VECTORS:
+        raise ValueError(f"unknown vector {vector!r}; choose one of {', '.join(VECTORS)}")
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    if fit == "bmm" and not normalize:
+        raise ValueError("fit='bmm' needs scores in [0, 1]; use normalize=True or another fit")
+
+
+def _split_scores(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, ref_counts: torch.Tensor | None,
+                  fit: str, threshold: float, options: dict) -> Selection:
+    """:func:`split_scores` on validated inputs; warnings point at the caller of the public function."""
+    padded, valid, cols = pad_groups(scores, labels, num_classes)
+    result: MixtureFit = fit_mixture(fit, padded, valid, **({} if fit == "kmeans" else options))
+    counts = torch.bincount(labels, minlength=num_classes)
+    ref_counts = counts if ref_counts is None else ref_counts.to(counts)
+    few_refs = (counts > 0) & (ref_counts < 2)
+    flat = (counts > 0) & ~few_refs & result.degenerate
+    if bool(few_refs.any()):
+        _warn_kept(few_refs.nonzero().squeeze(1).tolist(), "have fewer than 2 reference samples", stacklevel=4)
+    if bool(flat.any()):
+        _warn_kept(flat.nonzero().squeeze(1).tolist(), "have scores with zero variance", stacklevel=4)
+    keep_all = (few_refs | result.degenerate)[labels]
+    posterior = torch.where(keep_all, 1.0, result.posterior[labels, cols])
+    clean_mask = keep_all | (posterior > threshold)
+    return Selection(clean_mask=clean_mask, clean_prob=posterior.float(), scores=scores,
+                     means=result.means, variances=result.variances, weights=result.weights, n_iter=result.n_iter,
+                     converged=result.converged)
+
+
+def split_scores(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
+                 ref_counts: torch.Tensor | None = None, fit: str = "gmm", threshold: float = 0.5,
+                 max_iter: int = 100, tol: float = 1e-6, reg_covar: float = 1e-6) -> Selection:
+    """FINE's last step: split each noisy class's scores with a 2-component 1-D mixture (all classes batched).
+
+    Parameters
+    ----------
+    scores : (N,) float alignment scores (higher = cleaner)
+    labels : (N,) int noisy labels in [0, num_classes)
+    num_classes : C
+    ref_counts : (C,) int number of reference samples per class (those that defined its vector); None = the class
+        sizes. Classes with fewer than 2 keep all their samples.
+    fit, threshold, max_iter, tol, reg_covar : as in :func:`fine_select`
+
+    Returns
+    -------
+    Selection on ``scores.device`` with ``eigvecs`` None. Classes with fewer than 2 reference samples, or whose
+    scores are all equal, keep all their samples (clean_prob 1) and trigger one warning per call.
+    """
+    _check_options(fit, threshold)
+    if scores.dim() != 1 or not scores.is_floating_point():
+        raise ValueError(f"scores must be a floating (N,) tensor, got {scores.dtype} {tuple(scores.shape)}")
+    labels = _check_labels(labels, scores.shape[0], num_classes, scores.device)
+    if ref_counts is not None and tuple(ref_counts.shape) != (num_classes,):
+        raise ValueError(f"ref_counts must have shape ({num_classes},), got {tuple(ref_counts.shape)}")
+    if scores.shape[0] == 0:
+        return _empty_selection(scores.device)
+    return _split_scores(scores, labels, num_classes, ref_counts, fit, threshold,
+                         {"max_iter": max_iter, "tol": tol, "reg_covar": reg_covar})
 
 
 def fine_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
@@ -345,16 +416,7 @@ def fine_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, 
     ------
     ValueError : NaN/Inf features, labels out of range, masks or eigvecs of the wrong shape, unknown options.
     """
-    if fit not in FITS:
-        raise ValueError(f"unknown fit {fit!r}; choose one of {', '.join(FITS)}")
-    if vector not in VECTORS:
-        raise ValueError(f"unknown vector {vector!r}; choose one of {', '.join(VECTORS)}")
-    if score not in SCORES:
-        raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-    if fit == "bmm" and not normalize:
-        raise ValueError("fit='bmm' needs scores in [0, 1]; use normalize=True or another fit")
+    _check_options(fit, threshold, score=score, vector=vector, normalize=normalize)
     features, labels = _check_inputs(features, labels, num_classes)
     n, d = features.shape
     ref_mask = _check_mask(ref_mask, n, features.device, "ref_mask")
@@ -373,24 +435,89 @@ def fine_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, 
         vectors = sums / sums.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
     scores = alignment_scores(features, labels, vectors, score=score, normalize=normalize, norms=norms)
 
-    padded, valid, cols = pad_groups(scores, labels, num_classes)
-    options = {} if fit == "kmeans" else {"max_iter": max_iter, "tol": tol, "reg_covar": reg_covar}
-    result: MixtureFit = fit_mixture(fit, padded, valid, **options)
+    ref_counts = None if ref_mask is None else torch.bincount(labels[ref_mask], minlength=num_classes)
+    sel = _split_scores(scores, labels, num_classes, ref_counts, fit, threshold,
+                        {"max_iter": max_iter, "tol": tol, "reg_covar": reg_covar})
+    sel.eigvecs = vectors.to(torch.float32)
+    return sel
 
-    counts = torch.bincount(labels, minlength=num_classes)
-    ref_counts = counts if ref_mask is None else torch.bincount(labels[ref_mask], minlength=num_classes)
-    few_refs = (counts > 0) & (ref_counts < 2)
-    flat = (counts > 0) & ~few_refs & result.degenerate
-    if bool(few_refs.any()):
-        _warn_kept(few_refs.nonzero().squeeze(1).tolist(), "have fewer than 2 reference samples")
-    if bool(flat.any()):
-        _warn_kept(flat.nonzero().squeeze(1).tolist(), "have scores with zero variance")
-    keep_all = (few_refs | result.degenerate)[labels]
-    posterior = torch.where(keep_all, 1.0, result.posterior[labels, cols])
-    clean_mask = keep_all | (posterior > threshold)
-    return Selection(clean_mask=clean_mask, clean_prob=posterior.float(), scores=scores,
-                     eigvecs=vectors.to(torch.float32), means=result.means, variances=result.variances,
-                     weights=result.weights, n_iter=result.n_iter, converged=result.converged)
+
+def fine_select_distributed(features_local: torch.Tensor, labels_local: torch.Tensor, index_local: torch.Tensor,
+                            num_samples: int, num_classes: int, *, ref_mask_local: torch.Tensor | None = None,
+                            fit: str = "gmm", threshold: float = 0.5, score: str = "abs", normalize: bool = True,
+                            vector: str = "eigen", max_iter: int = 100, tol: float = 1e-6,
+                            reg_covar: float = 1e-6) -> Selection:
+    """:func:`fine_select` on features sharded across processes; call it on every rank.
+
+    Each rank holds the rows of its own samples. Per-class grams (``vector="eigen"``; C x D x D float64) or sums
+    (``"mean"``) and reference counts are all-reduced, every rank takes the class directions from them
+    (:func:`eigvecs_from_grams`, signed as :func:`fine_select` signs them), scores its own rows, and the scores
+    are gathered by sample index so that every rank fits the same per-class mixtures on the same full-length
+    scores. The result equals ``fine_select`` on the assembled features up to the eigen-solver's rounding
+    (``eigh`` of the gram here, Lanczos there). In a plain run (world of size 1) no communication happens.
+
+    Parameters
+    ----------
+    features_local : (n_local, D) float features of this rank's samples (any device)
+    labels_local : (n_local,) int noisy labels of those samples
+    index_local : (n_local,) int their dataset indices in [0, num_samples); across ranks every sample must appear
+        exactly once (shard with ``pad=False``)
+    num_samples : N; num_classes : C
+    ref_mask_local : (n_local,) bool, which of this rank's samples are reference samples (None = all)
+    fit, threshold, score, normalize, vector, max_iter, tol, reg_covar : as in :func:`fine_select`
+
+    Returns
+    -------
+    Selection over all N samples (identical on every rank), on ``features_local.device``. Warnings about classes
+    kept whole are issued on rank 0 only.
+
+    Raises
+    ------
+    ValueError on every rank : NaN/Inf features on any rank, or samples missing or repeated across the shards.
+    """
+    _check_options(fit, threshold, score=score, vector=vector, normalize=normalize)
+    features, labels = _check_inputs(features_local, labels_local, num_classes)
+    n_local, device = features.shape[0], features.device
+    ref_mask = _check_mask(ref_mask_local, n_local, device, "ref_mask_local")
+    index = index_local.to(device=device, dtype=torch.int64)
+    if index.dim() != 1 or index.shape[0] != n_local:
+        raise ValueError(f"index_local must be an int (n_local,) tensor with n_local = {n_local}, "
+                         f"got {tuple(index_local.shape)}")
+    if n_local and (int(index.min()) < 0 or int(index.max()) >= num_samples):
+        raise ValueError(f"index_local must lie in [0, {num_samples}), got [{int(index.min())}, {int(index.max())}]")
+    norms = torch.linalg.vector_norm(features, dim=1)
+    # one all-reduce checks the shards: how often each sample occurs, and how many rows are not finite
+    check = torch.cat([torch.bincount(index, minlength=num_samples), (~torch.isfinite(norms)).sum().reshape(1)])
+    check = all_reduce_sum(check)
+    if int(check[-1]):
+        raise ValueError("features contain NaN or Inf (or overflowing norms) on some rank; check the model's outputs "
+                         "before selecting")
+    if not bool((check[:-1] == 1).all()):
+        raise ValueError("every sample must be in exactly one rank's shard; extract features with an unpadded "
+                         "sampler (pad=False)")
+    if num_samples == 0:
+        return _empty_selection(device)
+
+    if vector == "eigen":
+        grams, sums, ref_counts = class_grams(features, labels, num_classes, ref_mask)
+        vectors = eigvecs_from_grams(all_reduce_sum(grams), all_reduce_sum(sums))
+    else:
+        sums, ref_counts = class_sums(features, labels, num_classes, ref_mask)
+        sums = all_reduce_sum(sums)
+        vectors = sums / sums.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    ref_counts = all_reduce_sum(ref_counts)
+    scores = alignment_scores(features, labels, vectors, score=score, normalize=normalize, norms=norms)
+
+    # scores (float32) and labels travel together, exactly, as float64
+    both = gather_by_index(torch.stack([scores.to(torch.float64), labels.to(torch.float64)], 1), index, num_samples)
+    scores, labels = both[:, 0].to(torch.float32), both[:, 1].to(torch.int64)
+    with warnings.catch_warnings():
+        if not is_main_process():
+            warnings.simplefilter("ignore")
+        sel = _split_scores(scores, labels, num_classes, ref_counts, fit, threshold,
+                            {"max_iter": max_iter, "tol": tol, "reg_covar": reg_covar})
+    sel.eigvecs = vectors.to(torch.float32)
+    return sel
 
 
 def _check_losses(losses: torch.Tensor) -> torch.Tensor:

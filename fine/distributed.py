@@ -1,0 +1,274 @@
+"""One code path for single-process and ``torchrun`` runs: a plain run is a world of size 1.
+
+:func:`init_distributed` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and starts a process
+group only when the world has more than one process (NCCL on CUDA, gloo on the CPU). Every other helper is a no-op
+in a world of size 1, so a trainer calls them unconditionally. Tensors may live on the CPU or a GPU: collectives move
+them to the backend's device (the rank's GPU for NCCL, the CPU for gloo) and back.
+
+Per-sample results are exchanged by dataset index (:func:`gather_by_index`), so they are right whatever the shuffle
+order or number of processes. :class:`ShardedSampler` is a ``DistributedSampler`` over an arbitrary index subset
+(the samples a trainer selected): with one process it yields exactly ``SubsetRandomSampler``'s order.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+from fine.run import resolve_device
+
+
+@dataclass
+class Dist:
+    """This process's place in the run.
+
+    Attributes
+    ----------
+    rank : global rank in [0, world_size); local_rank : rank on this machine (the GPU index on CUDA)
+    world_size : number of processes (1 for a plain run); device : the device this process computes on
+    is_main : rank 0, the process that logs, prints and writes checkpoints
+    """
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    is_main: bool
+
+
+def _active() -> bool:
+    """Whether a process group of more than one process is running."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _comm_device() -> torch.device:
+    """The device the backend's collectives take tensors on: the current GPU for NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def init_distributed(device: str) -> Dist:
+    """Join the ``torchrun`` process group if there is one, else describe a world of size 1.
+
+    Parameters
+    ----------
+    device : the trainer's ``--device`` value (``auto``, ``cpu``, ``cuda``). Under torchrun with more than one
+        process, its type picks the backend (NCCL for CUDA, gloo for the CPU) and a CUDA process uses
+        ``cuda:LOCAL_RANK``; in a plain run it is resolved by :func:`fine.run.resolve_device`.
+
+    Returns
+    -------
+    Dist for this process. With more than one process the default process group is initialised (from torchrun's
+    ``MASTER_ADDR``/``MASTER_PORT``) and, on CUDA, the current device is set to the local GPU.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    resolved = resolve_device(device)
+    if world_size <= 1:
+        return Dist(rank=0, world_size=1, local_rank=0, device=resolved, is_main=True)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if resolved.type == "cuda":
+        resolved = torch.device("cuda", local_rank)
+        torch.cuda.set_device(resolved)
+    if not dist.is_initialized():
+        if resolved.type == "cuda":
+            dist.init_process_group("nccl", rank=rank, world_size=world_size, device_id=resolved)
+        else:
+            dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    return Dist(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved, is_main=rank == 0)
+
+
+def get_rank() -> int:
+    """This process's global rank (0 in a plain run)."""
+    return dist.get_rank() if _active() else 0
+
+
+def get_world_size() -> int:
+    """Number of processes (1 in a plain run)."""
+    return dist.get_world_size() if _active() else 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0 and in a plain run."""
+    return get_rank() == 0
+
+
+def print0(*args, **kwargs) -> None:
+    """``print`` on rank 0 only."""
+    if is_main_process():
+        print(*args, **kwargs)
+
+
+def barrier() -> None:
+    """Wait for every process (no-op in a plain run)."""
+    if _active():
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` (any shape, numeric dtype, CPU or GPU) over all processes, in place; returns it.
+
+    A tensor not on the backend's device is copied there and the sum copied back. No-op in a plain run.
+    """
+    if not _active():
+        return tensor
+    buffer = tensor.to(_comm_device()).contiguous()
+    dist.all_reduce(buffer)
+    if buffer is not tensor:
+        tensor.copy_(buffer)
+    return tensor
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank ``src``'s ``obj`` (any picklable object) on every process; ``obj`` itself in a plain run."""
+    if not _active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src, device=_comm_device())
+    return box[0]
+
+
+def cleanup() -> None:
+    """Leave the process group, if one was started."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def gather_by_index(values: torch.Tensor, index: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Assemble per-sample rows computed on different processes into one tensor, on every process.
+
+    Shards may have different lengths (they are padded to the longest for the all-gather). Every sample should
+    be in exactly one shard; for a sample in several, one of its rows is kept.
+
+    Parameters
+    ----------
+    values : (n_local, ...) rows of this process's samples (any dtype, bool included)
+    index : (n_local,) int dataset indices of those rows, in [0, num_samples)
+    num_samples : N
+
+    Returns
+    -------
+    (N, ...) tensor of ``values``' dtype on ``values.device``; row ``i`` holds sample ``i``'s values, rows of
+    samples no process holds are zero.
+    """
+    if index.dim() != 1 or index.shape[0] != values.shape[0]:
+        raise ValueError(f"index must be (n_local,) with n_local = {values.shape[0]}, got {tuple(index.shape)}")
+    out = values.new_zeros((num_samples, *values.shape[1:]))
+    if not _active():
+        out[index.to(device=values.device, dtype=torch.int64)] = values
+        return out
+    comm = _comm_device()
+    wire = torch.uint8 if values.dtype == torch.bool else values.dtype  # gloo/NCCL do not move bool tensors
+    length = torch.tensor([values.shape[0]], dtype=torch.int64, device=comm)
+    lengths = [torch.empty_like(length) for _ in range(dist.get_world_size())]
+    dist.all_gather(lengths, length)
+    sizes = [int(size) for size in lengths]
+    longest = max(sizes)
+    rows = torch.zeros((longest, *values.shape[1:]), dtype=wire, device=comm)
+    rows[:values.shape[0]] = values.to(device=comm, dtype=wire)
+    where = torch.zeros(longest, dtype=torch.int64, device=comm)
+    where[:values.shape[0]] = index.to(device=comm, dtype=torch.int64)
+    all_rows = [torch.empty_like(rows) for _ in sizes]
+    all_where = [torch.empty_like(where) for _ in sizes]
+    dist.all_gather(all_rows, rows)
+    dist.all_gather(all_where, where)
+    gathered = torch.cat([r[:size] for r, size in zip(all_rows, sizes)]).to(device=values.device, dtype=values.dtype)
+    out[torch.cat([w[:size] for w, size in zip(all_where, sizes)]).to(values.device)] = gathered
+    return out
+
+
+def shard_indices(indices: torch.Tensor, *, world_size: int, rank: int, shuffle: bool, pad: bool,
+                  generator_seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """This rank's part of an index list: one permutation shared by all ranks, dealt out round-robin.
+
+    Parameters
+    ----------
+    indices : (n,) int dataset indices (e.g. the selected samples)
+    world_size, rank : the world's size and this process's rank
+    shuffle : permute first, as ``indices[torch.randperm(n, generator=g)]`` (``SubsetRandomSampler``'s order)
+    pad : repeat the (permuted) list from its start up to a multiple of ``world_size``, so every rank gets the same
+        number of samples (training: DDP needs equal batch counts); without it, each sample goes to exactly one
+        rank and shard lengths differ by at most one (evaluation, feature extraction)
+    generator_seed : with ``shuffle``, the permutation's seed (a fresh ``torch.Generator().manual_seed(seed)``)
+    generator : with ``shuffle``, draw the permutation from this generator instead (it must be in the same state
+        on every rank, e.g. seeded from the run's seed and the epoch); it advances as ``SubsetRandomSampler``'s would
+
+    Returns
+    -------
+    (ceil(n / world_size),) int64 with ``pad``, else (len(range(rank, n, world_size)),): position ``j`` of the
+    shard is position ``rank + j * world_size`` of the (padded) permuted list.
+    """
+    indices = torch.as_tensor(indices, dtype=torch.int64)
+    if indices.dim() != 1:
+        raise ValueError(f"indices must be a 1-D list of dataset indices, got shape {tuple(indices.shape)}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must lie in [0, world_size = {world_size}), got {rank}")
+    n = indices.shape[0]
+    if shuffle:
+        if (generator_seed is None) == (generator is None):
+            raise ValueError("shuffle=True needs exactly one of generator_seed and generator")
+        if generator is None:
+            generator = torch.Generator().manual_seed(generator_seed)
+        indices = indices[torch.randperm(n, generator=generator)]
+    if pad and n:
+        total = math.ceil(n / world_size) * world_size
+        indices = indices.repeat(math.ceil(total / n))[:total]
+    return indices[rank::world_size]
+
+
+class ShardedSampler(Sampler[int]):
+    """A ``DistributedSampler`` over an arbitrary subset of a dataset's indices.
+
+    Each epoch every rank draws the same permutation of ``indices`` and takes its round-robin share
+    (:func:`shard_indices`). With one process and ``shuffle`` the order is exactly that of
+    ``SubsetRandomSampler(indices, generator=g)`` where ``g`` is ``torch.Generator().manual_seed(seed + epoch)``,
+    or the given ``generator``.
+
+    Parameters
+    ----------
+    indices : (n,) dataset indices to sample from (tensor, array or list of ints)
+    seed : base seed of the permutation; ``set_epoch(e)`` makes epoch ``e`` use ``seed + e``
+    generator : draw each iteration's permutation from this generator instead of ``seed`` (same state on every
+        rank); lets a run keep the order of samplers that share one generator
+    shuffle : permute (training) or keep the given order (evaluation)
+    pad : equal shard lengths by repetition (training) or every sample exactly once (evaluation)
+    world_size, rank : default to the current process group (1 and 0 in a plain run)
+    """
+
+    def __init__(self, indices: torch.Tensor | Sequence[int], *, seed: int | None = None,
+                 generator: torch.Generator | None = None, shuffle: bool = True, pad: bool = True,
+                 world_size: int | None = None, rank: int | None = None) -> None:
+        self.indices = torch.as_tensor(indices, dtype=torch.int64)
+        self.world_size = get_world_size() if world_size is None else world_size
+        self.rank = get_rank() if rank is None else rank
+        if shuffle and (seed is None) == (generator is None):
+            raise ValueError("ShardedSampler with shuffle=True needs exactly one of seed and generator")
+        if self.indices.dim() != 1 or not 0 <= self.rank < self.world_size:
+            raise ValueError(f"ShardedSampler needs 1-D indices and 0 <= rank < world_size, got indices of shape "
+                             f"{tuple(self.indices.shape)}, rank {self.rank}, world_size {self.world_size}")
+        self.seed, self.generator, self.shuffle, self.pad = seed, generator, shuffle, pad
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s permutation (seed ``seed + epoch``) from the next iteration on."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        seed = self.seed + self.epoch if self.shuffle and self.generator is None else None
+        shard = shard_indices(self.indices, world_size=self.world_size, rank=self.rank, shuffle=self.shuffle,
+                              pad=self.pad, generator_seed=seed, generator=self.generator if self.shuffle else None)
+        return iter(shard.tolist())
+
+    def __len__(self) -> int:
+        n = self.indices.shape[0]
+        if self.pad:
+            return math.ceil(n / self.world_size)
+        return len(range(self.rank, n, self.world_size))
