@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +24,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from data_loader import NoisyDataset
 from data_loader.sampling import balanced_epoch_indices
+from data_loader.tensor_loader import TensorLoader
+from data_loader.transforms import AUGMENTATION
 from dynamic_selection.recipes import recipe
-from fine.args import add_common_args, check_common_args, fill_defaults
+from fine.amp import autocast, configure_backends, grad_scaler, prepare_model, unwrap_model
+from fine.args import add_common_args, add_speed_args, check_common_args, fill_defaults
 from fine.errors import UserError, run_cli
 from fine.features import extract_features
 from fine.logger import RunLogger
@@ -46,6 +51,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dynamic_selection.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
+    add_speed_args(parser)
     g = parser.add_argument_group("method")
     g.add_argument("--method", type=str, default="fine", choices=METHODS, help="training method (see above)")
     g.add_argument("--loss", type=str, default="ce", choices=LOSSES, help="training loss")
@@ -128,22 +134,27 @@ def forget_rate_at(args: argparse.Namespace, epoch: int) -> float:
     return args.forget_rate * min(epoch / max(args.num_gradual, 1), 1.0)
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-                    clean_labels: torch.Tensor | None, device: torch.device, desc: str) -> dict[str, float]:
-    """One epoch of ``loss_fn`` on the samples ``loader`` yields.
+def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+                    clean_labels: torch.Tensor | None, device: torch.device, desc: str, *, amp: str = "off",
+                    scaler: torch.amp.GradScaler | None = None, total: int | None = None) -> dict[str, float]:
+    """One epoch of ``loss_fn`` on the batches ``(x, y, index)`` of ``loader`` (a DataLoader or a TensorLoader epoch).
 
     Returns the mean loss and the training accuracy (%) against the noisy and, when known, the clean labels.
-    Sums stay on ``device`` until the end of the epoch, so there is no host synchronisation per step.
+    Sums stay on ``device`` until the end of the epoch, so there is no host synchronisation per step. ``amp`` and
+    ``scaler`` select mixed precision (:mod:`fine.amp`).
     """
     model.train()
+    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, hits vs noisy, hits vs clean, samples
-    for x, y, index in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
+    for x, y, index in tqdm(loader, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=None):
         x, y, index = x.to(device, non_blocking=True), y.to(device, non_blocking=True), index.to(device)
-        logits = model(x)
-        loss = loss_fn(logits, y, index)
+        with autocast(device, amp):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y, index)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         pred = logits.detach().argmax(1)
         clean_hits = (pred == clean_labels[index]).sum() if clean_labels is not None else 0
         totals += torch.cat([(loss.detach() * len(y)).reshape(1), (pred == y).sum().reshape(1),
@@ -158,7 +169,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
 def train_one_epoch_coteaching(models: list[nn.Module], loader: DataLoader, optimizers: list[torch.optim.Optimizer],
                                loss_fns: list[nn.Module], forget_rate: float, *, disagree: bool, step: int,
                                init_steps: int, is_clean: torch.Tensor | None, device: torch.device,
-                               desc: str) -> tuple[dict[str, float], int]:
+                               desc: str, amp: str = "off",
+                               scalers: list[torch.amp.GradScaler] | None = None) -> tuple[dict[str, float], int]:
     """Co-teaching(+) epoch: each network updates on the small-loss samples picked by its peer.
 
     With ``disagree`` (Co-teaching+), after ``init_steps`` optimisation steps only the samples on which the two
@@ -166,10 +178,12 @@ def train_one_epoch_coteaching(models: list[nn.Module], loader: DataLoader, opti
     """
     for m in models:
         m.train()
+    scalers = scalers or [torch.amp.GradScaler(device.type, enabled=False) for _ in models]
     totals = torch.zeros(5, dtype=torch.float64)  # loss sum, correct (net 1), samples, kept, kept-and-clean
     for x, y, index in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
         x, y, index = x.to(device, non_blocking=True), y.to(device, non_blocking=True), index.to(device)
-        logits = [m(x) for m in models]
+        with autocast(device, amp):
+            logits = [m(x).float() for m in models]
         candidates = torch.arange(len(y), device=device)
         if disagree and step >= init_steps:
             candidates = (logits[0].argmax(1) != logits[1].argmax(1)).nonzero().squeeze(1)
@@ -187,9 +201,10 @@ def train_one_epoch_coteaching(models: list[nn.Module], loader: DataLoader, opti
             losses.append(loss_fns[net](logits[net][chosen], y[chosen], index[chosen]))
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        sum(losses).backward()
-        for opt in optimizers:
-            opt.step()
+        sum(sc.scale(loss) for sc, loss in zip(scalers, losses)).backward()
+        for sc, opt in zip(scalers, optimizers):
+            sc.step(opt)
+            sc.update()
         clean_kept = is_clean[index[keep[1]]].sum() if is_clean is not None else 0
         totals += torch.cat([(losses[0].detach() * len(y)).reshape(1), (logits[0].argmax(1) == y).sum().reshape(1),
                              torch.tensor([len(y), num_keep], device=device),
@@ -229,6 +244,8 @@ def main(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     if args.workers is None:
         args.workers = 4 if device.type == "cuda" else 0
+    if args.data_on_gpu == "auto":
+        args.data_on_gpu = "on" if device.type == "cuda" and args.dataset in AUGMENTATION else "off"
     data = load_data(args)
     bundle, noisy, clean, is_clean = data.bundle, data.noisy, data.clean, data.is_clean
     train_set, num_classes = bundle.train, bundle.num_classes
@@ -250,14 +267,22 @@ def main(args: argparse.Namespace) -> dict:
 
     seed_everything(args.seed)
     num_nets = 2 if args.method in TWO_NETS else 1
+    configure_backends(device)
     in_channels = bundle.test[0][0].shape[0]
-    models = [create_model(args.arch, num_classes, pretrained=args.pretrained, in_channels=in_channels).to(device)
-              for _ in range(num_nets)]
+    models = [prepare_model(create_model(args.arch, num_classes, pretrained=args.pretrained,
+                                         in_channels=in_channels).to(device),
+                            channels_last=args.channels_last, compile=args.compile) for _ in range(num_nets)]
+    scalers = [grad_scaler(device, args.amp) for _ in range(num_nets)]
     optimizers = [build_optimizer(m, args) for m in models]
     schedulers = [build_scheduler(opt, args) for opt in optimizers]
     loss_fns = [build_loss(args.loss, num_classes=num_classes, num_samples=num_train, **loss_hparams(args)).to(device)
                 for _ in range(num_nets)]
     loader_kw = dict(batch_size=args.batch_size, num_workers=args.workers, pin_memory=device.type == "cuda")
+    if args.data_on_gpu == "on" and not (isinstance(train_set, NoisyDataset) and args.dataset in AUGMENTATION):
+        raise UserError(f"--data_on_gpu on needs an in-memory dataset ({', '.join(AUGMENTATION)}); "
+                        f"{args.dataset} is read from files: use --data_on_gpu off")
+    fast = TensorLoader(train_set, args.dataset, batch_size=args.batch_size, device=device,
+                        channels_last=args.channels_last) if args.data_on_gpu == "on" else None
     eval_set = train_set if args.aug_features else train_set.view(bundle.test_transform)
     eval_loader = DataLoader(eval_set, shuffle=False, **dict(loader_kw, batch_size=4 * args.batch_size))
     val_loader = DataLoader(bundle.val, shuffle=False, **loader_kw) if bundle.val is not None else None
@@ -269,16 +294,26 @@ def main(args: argparse.Namespace) -> dict:
              "best_val": -math.inf, "best_test": None, "best_epoch": -1, "last_test": None, "selection": None,
              "elapsed": 0.0}
     if resuming:
-        state = restore(run_dir / "last.pt", models, optimizers, schedulers, loss_fns)
+        state = restore(run_dir / "last.pt", models, optimizers, schedulers, loss_fns, scalers)
     logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1)
     start = time.time() - state["elapsed"]
 
+    def batches_of(indices: list[int], generator: torch.Generator) -> Iterable:
+        """Training batches of these samples in this order: on the device (fast path) or from a DataLoader."""
+        if fast is not None:
+            return fast.epoch(torch.tensor(indices), shuffle=False, augment=True, generator=generator)
+        return DataLoader(train_set, sampler=indices, **loader_kw)
+
     for epoch in range(state["epoch"] + 1, args.epochs):
         row: dict = {"epoch": epoch, "lr": optimizers[0].param_groups[0]["lr"]}
+        generator = epoch_generator(args.seed, epoch)
         if args.method in SELECTING and epoch >= args.warmup and (epoch - args.warmup) % args.every == 0:
             for i in range(num_nets):
                 t0 = time.time()
-                features, logits = extract_features(models[i], eval_loader, num_train, device)
+                batches = eval_loader
+                if fast is not None:
+                    batches = fast.epoch(None, shuffle=False, augment=args.aug_features, generator=generator)
+                features, logits = extract_features(unwrap_model(models[i]), batches, num_train, device)
                 ref_mask = state["ref_masks"][i] if args.reference == "previous" else None
                 sel = select(args, features, logits, noisy, num_classes, ref_mask)
                 if not sel.clean_mask.any():
@@ -301,23 +336,22 @@ def main(args: argparse.Namespace) -> dict:
                 save_selection_round(run_dir / "selection" / f"round_{epoch:03d}{suffix}.npz", sel,
                                      train_set.noisy_labels, train_set.clean_labels)
 
-        generator = epoch_generator(args.seed, epoch)
         if args.method in ("coteaching", "coteaching+"):
-            loader = DataLoader(train_set, sampler=epoch_samples(args, noisy, None, num_classes, generator),
-                                **loader_kw)
+            indices = epoch_samples(args, noisy, None, num_classes, generator)
             metrics, state["step"] = train_one_epoch_coteaching(
-                models, loader, optimizers, loss_fns, forget_rate_at(args, epoch),
+                models, batches_of(indices, generator), optimizers, loss_fns, forget_rate_at(args, epoch),
                 disagree=args.method == "coteaching+", step=state["step"], init_steps=args.init_steps,
-                is_clean=is_clean_dev, device=device, desc=f"epoch {epoch}")
+                is_clean=is_clean_dev, device=device, desc=f"epoch {epoch}", amp=args.amp, scalers=scalers)
             row.update({f"train/{k}": v for k, v in metrics.items()})
         else:
             for i in range(num_nets):
                 mask = state["train_masks"][i]
                 indices = epoch_samples(args, noisy, None if mask is None else mask.nonzero().squeeze(1),
                                         num_classes, generator)
-                loader = DataLoader(train_set, sampler=indices, **loader_kw)
-                metrics = train_one_epoch(models[i], loader, optimizers[i], loss_fns[i], clean_dev, device,
-                                          desc=f"epoch {epoch}" + (f" net {i + 1}" if num_nets > 1 else ""))
+                metrics = train_one_epoch(models[i], batches_of(indices, generator), optimizers[i], loss_fns[i], clean_dev, device,
+                                          desc=f"epoch {epoch}" + (f" net {i + 1}" if num_nets > 1 else ""),
+                                          amp=args.amp, scaler=scalers[i],
+                                          total=-(-len(indices) // args.batch_size))
                 tag = f"train/net{i + 1}" if i else "train"
                 row.update({f"{tag}/{k}": v for k, v in metrics.items()})
                 row[f"{tag}/samples"] = len(indices)
@@ -339,7 +373,7 @@ def main(args: argparse.Namespace) -> dict:
             state.update(best_val=criterion, best_test=row["test/acc"], best_epoch=epoch)
         state.update(epoch=epoch, last_test=row["test/acc"], elapsed=time.time() - start)
         logger.epoch_row(row)
-        save_epoch(run_dir, checkpoint(args, state, models, optimizers, schedulers, loss_fns), improved)
+        save_epoch(run_dir, checkpoint(args, state, models, optimizers, schedulers, loss_fns, scalers), improved)
         val_text = f" val {row['val/acc']:.2f}" if row["val/acc"] is not None else ""
         print(f"epoch {epoch:3d} loss {row['train/loss']:.4f}{val_text} test {row['test/acc']:.2f} "
               f"(best {state['best_test']:.2f} @ {state['best_epoch']})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from data_loader import DATASETS, NOISE_KINDS, REAL_DATASETS
+from fine.amp import AMP_MODES
 from fine.errors import UserError
 from fine.models import ARCHS
 
@@ -75,6 +76,18 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                      help="continue the run in its directory from last.pt (a finished run is skipped, a missing "
                           "one is started)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing run directory and start again")
+
+
+def add_speed_args(parser: argparse.ArgumentParser) -> None:
+    """Flags of the fast GPU path: mixed precision, memory format, compilation, GPU-resident data."""
+    speed = parser.add_argument_group("speed (CUDA)")
+    speed.add_argument("--amp", type=str, default="off", choices=AMP_MODES,
+                       help="autocast precision of the forward pass: off, bf16, or fp16 (CUDA, with loss scaling)")
+    speed.add_argument("--channels_last", action="store_true", help="channels-last memory format for convolutions")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the networks' forward pass")
+    speed.add_argument("--data_on_gpu", type=str, default="auto", choices=("auto", "on", "off"),
+                       help="hold the training images on the device as uint8 and augment whole batches there "
+                            "(auto: on for CIFAR-sized in-memory datasets on CUDA)")
 
 
 def fill_defaults(args: argparse.Namespace, recipe: dict) -> None:

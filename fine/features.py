@@ -1,15 +1,17 @@
 """Penultimate features and logits of a whole dataset, written by sample index."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, loader: DataLoader, num_samples: int,
+def extract_features(model: nn.Module, loader: Iterable, num_samples: int,
                      device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``model`` in eval mode over ``loader`` (items ``(x, y, index)``) and collect its outputs by index.
+    """Run ``model`` in eval mode over ``loader`` (batches ``(x, y, index)``, a DataLoader or a
+    :class:`~data_loader.tensor_loader.TensorLoader` epoch) and collect its outputs by index.
 
     Returns
     -------
@@ -23,6 +25,7 @@ def extract_features(model: nn.Module, loader: DataLoader, num_samples: int,
     features = torch.zeros(num_samples, model.feature_dim)
     logits = torch.zeros(num_samples, model.head.out_features)
     for x, _, index in loader:
+        index = index.cpu()
         feats = model.forward_features(x.to(device, non_blocking=True))
         features[index] = feats.float().cpu()
         logits[index] = model.head(feats).float().cpu()

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from data_loader import DatasetBundle, build_datasets
+from fine.amp import unwrap_model
 from fine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fine.logger import RunLogger
 from fine.selection import Selection
@@ -147,26 +148,31 @@ def load_data(args: argparse.Namespace) -> TrainData:
 
 
 def checkpoint(args: argparse.Namespace, state: dict, models: list[nn.Module], optimizers: list, schedulers: list,
-               losses: list[nn.Module] | None = None) -> dict:
-    """A self-describing checkpoint: args, trainer state, every model/optimiser/scheduler/loss, RNG states."""
-    ckpt = {"args": vars(args), "state": state, "models": [m.state_dict() for m in models],
+               losses: list[nn.Module] | None = None, scalers: list | None = None) -> dict:
+    """A self-describing checkpoint: args, trainer state, every model/optimiser/scheduler/loss/grad scaler, RNG
+    states. Compiled models are saved by their underlying module's parameter names."""
+    ckpt = {"args": vars(args), "state": state, "models": [unwrap_model(m).state_dict() for m in models],
             "optimizers": [o.state_dict() for o in optimizers], "schedulers": [s.state_dict() for s in schedulers],
             "rng": rng_state()}
     if losses is not None:
         ckpt["losses"] = [lf.state_dict() for lf in losses]
+    if scalers is not None:
+        ckpt["scalers"] = [sc.state_dict() for sc in scalers]
     return ckpt
 
 
 def restore(path: Path, models: list[nn.Module], optimizers: list, schedulers: list,
-            losses: list[nn.Module] | None = None) -> dict:
+            losses: list[nn.Module] | None = None, scalers: list | None = None) -> dict:
     """Load what :func:`checkpoint` saved into the given objects; returns the trainer state."""
     ckpt = load_checkpoint(path)
     for i, model in enumerate(models):
-        model.load_state_dict(ckpt["models"][i])
+        unwrap_model(model).load_state_dict(ckpt["models"][i])
         optimizers[i].load_state_dict(ckpt["optimizers"][i])
         schedulers[i].load_state_dict(ckpt["schedulers"][i])
         if losses is not None:
             losses[i].load_state_dict(ckpt["losses"][i])
+        if scalers is not None and "scalers" in ckpt:
+            scalers[i].load_state_dict(ckpt["scalers"][i])
     set_rng_state(ckpt["rng"])
     print(f"resumed from {path} after epoch {ckpt['state']['epoch']}")
     return ckpt["state"]

@@ -181,3 +181,24 @@ def test_demo_claim_fine_beats_standard_on_digits(tmp_path):
         ["--method", "fine", "--output", str(tmp_path), "--data_path", str(tmp_path), "--device", "cpu", *common]))
     assert fine["last_test_acc"] >= standard["last_test_acc"] + 10.0
     assert fine["selection"]["precision"] > 0.9
+
+
+def test_fast_data_path_matches_the_standard_path(tmp_path):
+    """The device-resident loader (here on the CPU) trains to the same accuracy as the DataLoader path."""
+    flags = ["--method", "fine", "--noise_rate", "0.2", "--epochs", "8", "--warmup", "4", "--every", "2",
+             "--batch_size", "64"]
+    standard = run(tmp_path / "a", *flags, "--data_on_gpu", "off")
+    fast = run(tmp_path / "b", *flags, "--data_on_gpu", "on")
+    assert standard["last_test_acc"] > 80 and fast["last_test_acc"] > 80
+    assert abs(standard["last_test_acc"] - fast["last_test_acc"]) < 5
+    assert abs(standard["selection"]["precision"] - fast["selection"]["precision"]) < 0.05
+
+
+def test_bf16_autocast_runs_on_cpu(tmp_path):
+    summary = run(tmp_path, "--method", "coteaching", "--amp", "bf16")
+    assert summary["finished"] and 0.0 <= summary["last_test_acc"] <= 100.0
+
+
+def test_fp16_needs_cuda(tmp_path):
+    with pytest.raises(UserError, match="--amp fp16 needs a CUDA device"):
+        run(tmp_path, "--method", "standard", "--amp", "fp16")
