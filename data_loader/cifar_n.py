@@ -75,7 +75,12 @@ def load_cifar_n_labels(dataset: str, data_path: str | os.PathLike, noise_label:
         raise UserError(f"CIFAR-N file {path} is missing; download it with: bash scripts/download_cifar_n.sh "
                         f"{data_path}")
     try:
-        content = torch.load(path, weights_only=False, map_location="cpu")
+        # weights_only: a downloaded pickle may run no code; allow just what numpy arrays unpickle with.
+        reconstruct = (np._core if hasattr(np, "_core") else np.core).multiarray._reconstruct
+        allowed = [reconstruct, (reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
+                   *(type(np.dtype(t)) for t in (np.int64, np.int32, np.uint8))]
+        with torch.serialization.safe_globals(allowed):
+            content = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # any failure to unpickle means a damaged file
         raise UserError(f"CIFAR-N file {path} cannot be read ({type(err).__name__}); {fix}") from None
     key = CIFAR_N_LABELS[dataset][noise_label]

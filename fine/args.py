@@ -104,7 +104,7 @@ def check_common_args(args: argparse.Namespace) -> None:
     """
     if args.noise_kind is None:
         args.noise_kind = "real" if args.dataset in REAL_DATASETS else "sym"
-    if args.noise_kind == "real":
+    if args.noise_kind in ("real", "human"):  # the labels come from files; a rate means nothing
         args.noise_rate = None
     elif args.noise_rate is None:
         args.noise_rate = 0.5

@@ -55,9 +55,12 @@ def run_name(args: argparse.Namespace, fields: list[str]) -> str:
     """
     defining = {k: v for k, v in sorted(vars(args).items()) if k not in NON_DEFINING}
     digest = hashlib.sha1(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:6]
-    noise = {"none": "clean", "real": "real"}.get(args.noise_kind) or f"{args.noise_kind}{args.noise_rate:g}"
-    if getattr(args, "noise_label", None):
-        noise = f"{args.noise_kind}-{args.noise_label}"
+    if args.noise_kind in ("none", "real"):
+        noise = {"none": "clean", "real": "real"}[args.noise_kind]
+    elif args.noise_kind == "human":
+        noise = f"human-{args.noise_label}"
+    else:
+        noise = f"{args.noise_kind}{args.noise_rate:g}"
     if args.noise_file:
         noise = f"file-{Path(args.noise_file).stem}"
     parts = [str(getattr(args, f)) for f in fields if getattr(args, f) is not None] + [f"seed{args.seed}", digest]
