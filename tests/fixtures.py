@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -90,3 +91,17 @@ def write_cifar100(root: str | Path, *, n_train: int = 500, n_test: int = 100, s
     _dump(folder / "meta", {b"fine_label_names": [f"class_{i:02d}".encode() for i in range(100)],
                             b"coarse_label_names": [f"superclass_{i:02d}".encode() for i in range(20)]})
     return root
+
+
+def synthetic_features(n: int, d: int, c: int, noise: float, spread: float, seed: int = 0):
+    """Each class has a direction; a clean sample is its class's direction (random scale) plus noise, a noisy
+    sample labelled k comes from another class's direction. Returns features, noisy labels, is_clean."""
+    rng = np.random.default_rng(seed)
+    dirs = rng.normal(size=(c, d))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    true = rng.integers(0, c, n)
+    noisy = true.copy()
+    flip = rng.random(n) < noise
+    noisy[flip] = (true[flip] + rng.integers(1, c, flip.sum())) % c
+    feats = dirs[true] * rng.uniform(0.5, 1.5, (n, 1)) + spread * rng.normal(size=(n, d)) / np.sqrt(d)
+    return torch.from_numpy(feats.astype(np.float32)), torch.from_numpy(noisy), torch.from_numpy(noisy == true)

@@ -21,26 +21,13 @@ from fine.distributed import (ShardedSampler, all_reduce_sum, barrier, broadcast
                               init_distributed, is_main_process, print0, shard_indices)
 from fine.errors import UserError
 from fine.selection import class_grams, eigvecs_from_grams, fine_select, fine_select_distributed, split_scores
+from tests.fixtures import synthetic_features as synthetic
 
 WORLD = 2
 N_GATHER = 37  # samples in the gather test; rank 0 holds 25 of them, rank 1 the other 12
 SUBSET = torch.tensor([3, 5, 8, 13, 21, 22, 30, 34, 40, 41, 47, 55, 56, 60, 61, 70, 72, 77, 81, 89, 90, 95, 99])
 # (n, d, c, noise, spread, seed): FINE data for the two-process comparison
 FINE_DATA = (1500, 24, 5, 0.4, 0.6, 7)
-
-
-def synthetic(n: int, d: int, c: int, noise: float, spread: float, seed: int):
-    """Class directions plus noise; a noisy sample carries another class's label. Returns features, noisy labels,
-    is_clean."""
-    rng = np.random.default_rng(seed)
-    dirs = rng.normal(size=(c, d))
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    true = rng.integers(0, c, n)
-    noisy = true.copy()
-    flip = rng.random(n) < noise
-    noisy[flip] = (true[flip] + rng.integers(1, c, flip.sum())) % c
-    feats = dirs[true] * rng.uniform(0.5, 1.5, (n, 1)) + spread * rng.normal(size=(n, d)) / np.sqrt(d)
-    return torch.from_numpy(feats.astype(np.float32)), torch.from_numpy(noisy), torch.from_numpy(noisy == true)
 
 
 def gather_rows(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ from sklearn.mixture import GaussianMixture
 
 from fine.selection import (Selection, alignment_scores, class_grams, class_sums, class_top_eigenvectors,
                             eigvecs_from_grams, fine_select, loss_gmm_select, selection_metrics, small_loss_select)
+from tests.fixtures import synthetic_features as synthetic
 
 
 @pytest.fixture(autouse=True)
@@ -19,20 +20,6 @@ def single_threaded_sklearn():
     """scikit-learn's k-means spins OpenMP threads; on a busy 2-core machine one thread is many times faster."""
     with threadpool_limits(limits=1):
         yield
-
-
-def synthetic(n: int, d: int, c: int, noise: float, *, spread: float, seed: int = 0):
-    """Each class has a direction; a clean sample is its class's direction (random scale) plus noise, a noisy
-    sample labelled k comes from another class's direction. Returns features, noisy labels, is_clean."""
-    rng = np.random.default_rng(seed)
-    dirs = rng.normal(size=(c, d))
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    true = rng.integers(0, c, n)
-    noisy = true.copy()
-    flip = rng.random(n) < noise
-    noisy[flip] = (true[flip] + rng.integers(1, c, flip.sum())) % c
-    feats = dirs[true] * rng.uniform(0.5, 1.5, (n, 1)) + spread * rng.normal(size=(n, d)) / np.sqrt(d)
-    return torch.from_numpy(feats.astype(np.float32)), torch.from_numpy(noisy), torch.from_numpy(noisy == true)
 
 
 def reference_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, score: str = "abs",
