@@ -36,8 +36,11 @@ from fine.features import extract_features
 from fine.logger import RunLogger
 from fine.losses import LOSSES, build_loss, default_loss_hparams
 from fine.models import create_model
-from fine.run import prepare_run_dir, print_args, resolve_device, seed_everything
-from fine.selection import Selection, fine_select, loss_gmm_select, selection_metrics, small_loss_select
+from fine.run import prepare_run_dir, print_args, seed_everything
+from fine.distributed import (all_reduce_sum, cleanup, gather_by_index, init_distributed, on_main, print0,
+                              shard_indices, wrap_ddp)
+from fine.selection import (Selection, fine_select, fine_select_distributed, loss_gmm_select, selection_metrics,
+                            small_loss_select)
 from fine.training import (build_optimizer, build_scheduler, checkpoint, epoch_generator, evaluate,
                            evaluate_extra_tests, load_data, restore, save_epoch, save_selection_round, summarize)
 
@@ -160,7 +163,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         totals += torch.cat([(loss.detach() * len(y)).reshape(1), (pred == y).sum().reshape(1),
                              torch.as_tensor(clean_hits, device=device).reshape(1),
                              torch.tensor([len(y)], device=device)]).double()
-    loss_sum, hits, clean_hits, n = totals.tolist()
+    loss_sum, hits, clean_hits, n = all_reduce_sum(totals).tolist()
     n = max(n, 1.0)
     return {"loss": loss_sum / n, "acc_noisy": 100 * hits / n,
             "acc_clean": 100 * clean_hits / n if clean_labels is not None else None}
@@ -209,7 +212,7 @@ def train_one_epoch_coteaching(models: list[nn.Module], loader: DataLoader, opti
         totals += torch.cat([(losses[0].detach() * len(y)).reshape(1), (logits[0].argmax(1) == y).sum().reshape(1),
                              torch.tensor([len(y), num_keep], device=device),
                              torch.as_tensor(clean_kept, device=device).reshape(1)]).double()
-    loss_sum, hits, n, kept, clean_kept = totals.tolist()
+    loss_sum, hits, n, kept, clean_kept = all_reduce_sum(totals).tolist()
     n = max(n, 1.0)
     metrics = {"loss": loss_sum / n, "acc_noisy": 100 * hits / n, "kept_fraction": kept / n,
                "kept_precision": clean_kept / max(kept, 1.0) if is_clean is not None else None}
@@ -239,9 +242,27 @@ def select(args: argparse.Namespace, features: torch.Tensor, logits: torch.Tenso
     return loss_gmm_select(losses, threshold=args.threshold)
 
 
+def select_sharded(args: argparse.Namespace, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+                   num_classes: int, ref_mask: torch.Tensor | None, shard: torch.Tensor) -> Selection:
+    """:func:`select` under torchrun: this process holds the rows ``shard`` of ``features``/``logits`` (N, ...).
+
+    FINE all-reduces the per-class grams and fits the mixtures on the gathered scores; the loss-based selectors
+    gather the logits by index. Every process gets the same full-length selection.
+    """
+    if args.selector == "fine":
+        return fine_select_distributed(features[shard], labels[shard], shard, len(labels), num_classes,
+                                       ref_mask_local=None if ref_mask is None else ref_mask[shard], fit=args.fit,
+                                       threshold=args.threshold, score=args.score, vector=args.vector)
+    return select(args, features, gather_by_index(logits[shard], shard, len(labels)), labels, num_classes, ref_mask)
+
+
 def main(args: argparse.Namespace) -> dict:
     args = resolve_args(args)
-    device = resolve_device(args.device)
+    world = init_distributed(args.device)
+    device = world.device
+    if world.world_size > 1 and args.loss == "elr":
+        raise UserError("--loss elr keeps a per-sample target memory that torchrun processes do not share yet; "
+                        "run it in one process")
     if args.workers is None:
         args.workers = 4 if device.type == "cuda" else 0
     if args.data_on_gpu == "auto":
@@ -257,13 +278,14 @@ def main(args: argparse.Namespace) -> dict:
             raise UserError("this dataset has no clean labels to estimate the noise rate; pass --forget_rate")
         args.forget_rate = round(1.0 - is_clean.float().mean().item(), 4)
 
-    run_dir, resuming = prepare_run_dir(args, "dynamic_selection", ["method", "loss", "selector"])
+    run_dir, resuming = on_main(lambda: prepare_run_dir(args, "dynamic_selection", ["method", "loss", "selector"]))
     if (run_dir / "summary.json").exists():
-        print(f"{run_dir} already finished; nothing to do")
+        print0(f"{run_dir} already finished; nothing to do")
         return {}
-    print_args(args)
-    print(f"run directory: {run_dir}\ntrain {num_train}, validation {len(bundle.val) if bundle.val else 0}, "
-          f"test {len(bundle.test)}; {bundle.noise_info}")
+    if world.is_main:
+        print_args(args)
+    print0(f"run directory: {run_dir}\ntrain {num_train}, validation {len(bundle.val) if bundle.val else 0}, "
+           f"test {len(bundle.test)}; {bundle.noise_info}; {world.world_size} process(es)")
 
     seed_everything(args.seed)
     num_nets = 2 if args.method in TWO_NETS else 1
@@ -272,6 +294,7 @@ def main(args: argparse.Namespace) -> dict:
     models = [prepare_model(create_model(args.arch, num_classes, pretrained=args.pretrained,
                                          in_channels=in_channels).to(device),
                             channels_last=args.channels_last, compile=args.compile) for _ in range(num_nets)]
+    train_models = [wrap_ddp(m, world, sync_bn=args.sync_bn) for m in models]  # what the optimisers step through
     scalers = [grad_scaler(device, args.amp) for _ in range(num_nets)]
     optimizers = [build_optimizer(m, args) for m in models]
     schedulers = [build_scheduler(opt, args) for opt in optimizers]
@@ -295,29 +318,44 @@ def main(args: argparse.Namespace) -> dict:
              "elapsed": 0.0}
     if resuming:
         state = restore(run_dir / "last.pt", models, optimizers, schedulers, loss_fns, scalers)
-    logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1)
+    logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1) if world.is_main else None
     start = time.time() - state["elapsed"]
 
     def batches_of(indices: list[int], generator: torch.Generator) -> Iterable:
-        """Training batches of these samples in this order: on the device (fast path) or from a DataLoader."""
+        """This process's training batches of these samples in this order (its shard under torchrun), on the device
+        (fast path) or from a DataLoader."""
+        local = shard_indices(torch.tensor(indices), world_size=world.world_size, rank=world.rank, shuffle=False,
+                              pad=True)
         if fast is not None:
-            return fast.epoch(torch.tensor(indices), shuffle=False, augment=True, generator=generator)
-        return DataLoader(train_set, sampler=indices, **loader_kw)
+            return fast.epoch(local, shuffle=False, augment=True, generator=generator)
+        return DataLoader(train_set, sampler=local.tolist(), **loader_kw)
+
+    # Under torchrun each process extracts the features of its share of the samples (each sample exactly once).
+    eval_shard = shard_indices(torch.arange(num_train), world_size=world.world_size, rank=world.rank,
+                               shuffle=False, pad=False)
+    if world.world_size > 1:
+        eval_loader = DataLoader(eval_set, sampler=eval_shard.tolist(), **dict(loader_kw, batch_size=4 * args.batch_size))
 
     for epoch in range(state["epoch"] + 1, args.epochs):
         row: dict = {"epoch": epoch, "lr": optimizers[0].param_groups[0]["lr"]}
         generator = epoch_generator(args.seed, epoch)
+        if world.world_size > 1:  # shared sample order, but each process draws its own augmentations
+            torch.manual_seed(args.seed * 100_003 + epoch + 7919 * world.rank)
+            generator = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
         if args.method in SELECTING and epoch >= args.warmup and (epoch - args.warmup) % args.every == 0:
             for i in range(num_nets):
                 t0 = time.time()
                 batches = eval_loader
                 if fast is not None:
-                    batches = fast.epoch(None, shuffle=False, augment=args.aug_features, generator=generator)
+                    batches = fast.epoch(eval_shard, shuffle=False, augment=args.aug_features, generator=generator)
                 features, logits = extract_features(unwrap_model(models[i]), batches, num_train, device)
                 ref_mask = state["ref_masks"][i] if args.reference == "previous" else None
-                sel = select(args, features, logits, noisy, num_classes, ref_mask)
+                if world.world_size == 1:
+                    sel = select(args, features, logits, noisy, num_classes, ref_mask)
+                else:
+                    sel = select_sharded(args, features, logits, noisy, num_classes, ref_mask, eval_shard)
                 if not sel.clean_mask.any():
-                    print(f"epoch {epoch}: selection from network {i + 1} is empty; keeping the previous one")
+                    print0(f"epoch {epoch}: selection from network {i + 1} is empty; keeping the previous one")
                     continue
                 state["ref_masks"][i] = sel.clean_mask
                 state["train_masks"][(i + 1) % num_nets] = sel.clean_mask  # f-coteaching: the peer trains on it
@@ -330,16 +368,18 @@ def main(args: argparse.Namespace) -> dict:
                     if i == 0:  # summary: quality of the selection made from network 1's features
                         state["selection"] = {k: metrics[k] for k in
                                               ("precision", "recall", "f1", "specificity", "accuracy", "selected")}
-                    logger.histogram(f"{tag}/score_clean", sel.scores[is_clean], epoch)
-                    logger.histogram(f"{tag}/score_noisy", sel.scores[~is_clean], epoch)
-                suffix = f"_net{i + 1}" if num_nets > 1 else ""
-                save_selection_round(run_dir / "selection" / f"round_{epoch:03d}{suffix}.npz", sel,
-                                     train_set.noisy_labels, train_set.clean_labels)
+                    if logger is not None:
+                        logger.histogram(f"{tag}/score_clean", sel.scores[is_clean], epoch)
+                        logger.histogram(f"{tag}/score_noisy", sel.scores[~is_clean], epoch)
+                if world.is_main:
+                    suffix = f"_net{i + 1}" if num_nets > 1 else ""
+                    save_selection_round(run_dir / "selection" / f"round_{epoch:03d}{suffix}.npz", sel,
+                                         train_set.noisy_labels, train_set.clean_labels)
 
         if args.method in ("coteaching", "coteaching+"):
             indices = epoch_samples(args, noisy, None, num_classes, generator)
             metrics, state["step"] = train_one_epoch_coteaching(
-                models, batches_of(indices, generator), optimizers, loss_fns, forget_rate_at(args, epoch),
+                train_models, batches_of(indices, generator), optimizers, loss_fns, forget_rate_at(args, epoch),
                 disagree=args.method == "coteaching+", step=state["step"], init_steps=args.init_steps,
                 is_clean=is_clean_dev, device=device, desc=f"epoch {epoch}", amp=args.amp, scalers=scalers)
             row.update({f"train/{k}": v for k, v in metrics.items()})
@@ -348,10 +388,11 @@ def main(args: argparse.Namespace) -> dict:
                 mask = state["train_masks"][i]
                 indices = epoch_samples(args, noisy, None if mask is None else mask.nonzero().squeeze(1),
                                         num_classes, generator)
-                metrics = train_one_epoch(models[i], batches_of(indices, generator), optimizers[i], loss_fns[i], clean_dev, device,
+                metrics = train_one_epoch(train_models[i], batches_of(indices, generator), optimizers[i], loss_fns[i],
+                                          clean_dev, device,
                                           desc=f"epoch {epoch}" + (f" net {i + 1}" if num_nets > 1 else ""),
                                           amp=args.amp, scaler=scalers[i],
-                                          total=-(-len(indices) // args.batch_size))
+                                          total=-(-len(indices) // (args.batch_size * world.world_size)))
                 tag = f"train/net{i + 1}" if i else "train"
                 row.update({f"{tag}/{k}": v for k, v in metrics.items()})
                 row[f"{tag}/samples"] = len(indices)
@@ -372,14 +413,18 @@ def main(args: argparse.Namespace) -> dict:
         if improved:
             state.update(best_val=criterion, best_test=row["test/acc"], best_epoch=epoch)
         state.update(epoch=epoch, last_test=row["test/acc"], elapsed=time.time() - start)
-        logger.epoch_row(row)
-        save_epoch(run_dir, checkpoint(args, state, models, optimizers, schedulers, loss_fns, scalers), improved)
+        if world.is_main:
+            logger.epoch_row(row)
+            save_epoch(run_dir, checkpoint(args, state, models, optimizers, schedulers, loss_fns, scalers), improved)
         val_text = f" val {row['val/acc']:.2f}" if row["val/acc"] is not None else ""
-        print(f"epoch {epoch:3d} loss {row['train/loss']:.4f}{val_text} test {row['test/acc']:.2f} "
+        print0(f"epoch {epoch:3d} loss {row['train/loss']:.4f}{val_text} test {row['test/acc']:.2f} "
               f"(best {state['best_test']:.2f} @ {state['best_epoch']})")
 
     best_val = state["best_val"] if val_loader is not None else None
-    return summarize(logger, "dynamic_selection", args, state, run_dir, time.time() - start, best_val)
+    summary = on_main(lambda: summarize(logger, "dynamic_selection", args, state, run_dir, time.time() - start,
+                                        best_val))
+    cleanup()
+    return summary
 
 
 if __name__ == "__main__":

@@ -80,11 +80,13 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def add_speed_args(parser: argparse.ArgumentParser) -> None:
     """Flags of the fast GPU path: mixed precision, memory format, compilation, GPU-resident data."""
-    speed = parser.add_argument_group("speed (CUDA)")
+    speed = parser.add_argument_group("speed and scale (CUDA, torchrun)")
     speed.add_argument("--amp", type=str, default="off", choices=AMP_MODES,
                        help="autocast precision of the forward pass: off, bf16, or fp16 (CUDA, with loss scaling)")
     speed.add_argument("--channels_last", action="store_true", help="channels-last memory format for convolutions")
     speed.add_argument("--compile", action="store_true", help="torch.compile the networks' forward pass")
+    speed.add_argument("--sync_bn", action="store_true",
+                       help="under torchrun: synchronise batch-norm statistics across GPUs (SyncBatchNorm)")
     speed.add_argument("--data_on_gpu", type=str, default="auto", choices=("auto", "on", "off"),
                        help="hold the training images on the device as uint8 and augment whole batches there "
                             "(auto: on for CIFAR-sized in-memory datasets on CUDA)")

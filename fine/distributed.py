@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.utils.data import Sampler
 
+from fine.errors import UserError
 from fine.run import resolve_device
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -272,3 +277,31 @@ class ShardedSampler(Sampler[int]):
         if self.pad:
             return math.ceil(n / self.world_size)
         return len(range(self.rank, n, self.world_size))
+
+
+def on_main(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on rank 0 only and give every rank its result; a :class:`~fine.errors.UserError` it raises is
+    raised on every rank (so no rank waits forever for a rank 0 that stopped)."""
+    outcome: object = None
+    if is_main_process():
+        try:
+            outcome = fn()
+        except UserError as err:
+            outcome = err
+    outcome = broadcast_object(outcome)
+    if isinstance(outcome, UserError):
+        raise outcome
+    return outcome
+
+
+def wrap_ddp(model: nn.Module, dist_info: Dist, *, sync_bn: bool) -> nn.Module:
+    """The module to train: ``model`` itself in a world of size 1, else DistributedDataParallel around it (after
+    converting its batch norms to SyncBatchNorm with ``sync_bn``, which needs CUDA)."""
+    if dist_info.world_size == 1:
+        return model
+    if sync_bn:
+        if dist_info.device.type != "cuda":
+            raise UserError("--sync_bn needs CUDA devices (SyncBatchNorm does not run on the CPU); drop it")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [dist_info.local_rank] if dist_info.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
