@@ -12,8 +12,10 @@ rest unlabelled (their labels co-guessed by both networks).
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import time
+from collections.abc import Iterable, Iterator
 from itertools import islice
 
 import numpy as np
@@ -24,10 +26,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
 from tqdm import tqdm
 
+from data_loader import NoisyDataset
+from data_loader.tensor_loader import TensorLoader
+from data_loader.transforms import AUGMENTATION
 from dividemix.mixmatch import (co_guess, co_refine, linear_rampup, mixup, neg_entropy_penalty, soft_cross_entropy,
                                 uniform_prior_penalty, unlabelled_mse)
 from dividemix.recipes import recipe
-from fine.args import add_common_args, check_common_args, fill_defaults
+from fine.amp import autocast, configure_backends, grad_scaler, prepare_model, unwrap_model
+from fine.args import add_common_args, add_speed_args, check_common_args, fill_defaults
 from fine.errors import UserError, run_cli
 from fine.features import extract_features
 from fine.logger import RunLogger
@@ -44,6 +50,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dividemix.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
+    add_speed_args(parser)
     g = parser.add_argument_group("DivideMix")
     g.add_argument("--selector", type=str, default="loss-gmm", choices=SELECTORS,
                    help="how each network splits the training set: loss-gmm (DivideMix) or fine (F-DivideMix)")
@@ -86,6 +93,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.val_size:
         raise UserError(f"--val_size {args.val_size}: DivideMix trains on the whole training set and reports test "
                         f"accuracy; drop --val_size or pass 0")
+    if args.sync_bn:
+        raise UserError("--sync_bn applies under torchrun; DivideMix trains in one process: drop it")
     if args.selector == "fine":
         args.loss_history = None
     elif args.loss_history < 1:
@@ -108,22 +117,57 @@ class TwoViews(Dataset):
         return x1, x2, y, index
 
 
-def warmup_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, *,
+class DeviceBatches:
+    """Re-iterable training batches of ``indices`` served by a :class:`TensorLoader` (``--data_on_gpu on``).
+
+    Each iteration draws a fresh order of ``indices`` from ``generator`` (as a ``SubsetRandomSampler`` does) and
+    yields ``(x, y, index)``, or with ``two_views`` ``(x1, x2, y, index)``: the same samples under two independent
+    augmentations, from two generators seeded by ``generator``. ``len`` is the number of batches of one pass.
+    """
+
+    def __init__(self, loader: TensorLoader, indices: torch.Tensor, generator: torch.Generator, *,
+                 two_views: bool) -> None:
+        self.loader, self.indices, self.generator, self.two_views = loader, indices.cpu(), generator, two_views
+
+    def __len__(self) -> int:
+        return self.loader.num_batches(len(self.indices))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        order = self.indices[torch.randperm(len(self.indices), generator=self.generator)]
+        if not self.two_views:
+            yield from self.loader.epoch(order, shuffle=False, augment=True, generator=self.generator)
+            return
+        g1, g2 = (torch.Generator().manual_seed(int(s))
+                  for s in torch.randint(2**62, (2,), generator=self.generator))
+        views = zip(self.loader.epoch(order, shuffle=False, augment=True, generator=g1),
+                    self.loader.epoch(order, shuffle=False, augment=True, generator=g2))
+        for (x1, y, index), (x2, _, _) in views:
+            yield x1, x2, y, index
+
+
+def warmup_one_epoch(model: nn.Module, loader: DataLoader | DeviceBatches, optimizer: torch.optim.Optimizer, *,
                      confidence_penalty: bool, max_batches: int | None, device: torch.device,
-                     desc: str) -> dict[str, float]:
-    """One epoch of cross-entropy on all samples, plus the negative-entropy penalty when ``confidence_penalty``."""
+                     desc: str, amp: str = "off", scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
+    """One epoch of cross-entropy on all samples, plus the negative-entropy penalty when ``confidence_penalty``.
+
+    ``amp`` and ``scaler`` select mixed precision (:mod:`fine.amp`); the loss is computed in float32.
+    """
     model.train()
+    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, hits vs noisy labels, samples
     num_iter = len(loader) if max_batches is None else min(len(loader), max_batches)
     for x, y, _ in tqdm(islice(loader, num_iter), desc=desc, total=num_iter, leave=False, dynamic_ncols=True):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x)
+        with autocast(device, amp):
+            logits = model(x)
+        logits = logits.float()
         loss = F.cross_entropy(logits, y)
         if confidence_penalty:
             loss = loss + neg_entropy_penalty(logits)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         totals += torch.stack([loss.detach() * len(y), (logits.detach().argmax(1) == y).sum(),
                                torch.tensor(len(y), device=device)]).double()
     loss_sum, hits, n = totals.tolist()
@@ -131,29 +175,39 @@ def warmup_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.opti
     return {"loss": loss_sum / n, "acc_noisy": 100 * hits / n}
 
 
-def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader, unlabelled: DataLoader | None,
-                       w: torch.Tensor, optimizer: torch.optim.Optimizer, args: argparse.Namespace, epoch: int,
-                       num_classes: int, rng: np.random.Generator, device: torch.device,
-                       desc: str) -> dict[str, float]:
+def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader | DeviceBatches,
+                       unlabelled: DataLoader | DeviceBatches | None, w: torch.Tensor,
+                       optimizer: torch.optim.Optimizer, args: argparse.Namespace, epoch: int, num_classes: int,
+                       rng: np.random.Generator, device: torch.device, desc: str,
+                       scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
     """One DivideMix epoch of ``model`` on the split of ``peer``.
 
     ``labelled`` and ``unlabelled`` yield ``(view1, view2, label, index)``; ``w`` (N,) holds the peer's clean
     probability of every training sample, on ``device``. The unlabelled loader is restarted whenever it runs out;
-    without unlabelled samples only the labelled loss and the prior penalty are used.
+    without unlabelled samples only the labelled loss and the prior penalty are used. Forward passes run under
+    ``args.amp`` autocast (losses in float32) and the step goes through ``scaler`` (:mod:`fine.amp`).
     """
     model.train()
+    amp = getattr(args, "amp", "off")
+    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     peer.eval()
     num_iter = len(labelled) if args.num_batches is None else min(len(labelled), args.num_batches)
     unlabelled_iter = iter(unlabelled) if unlabelled is not None else None
     totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss, Lx, Lu, penalty sums; batches
     ramp = 0.0
+
+    def forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """float32 logits of ``net`` on ``x``, the forward pass under ``amp`` autocast."""
+        with autocast(device, amp):
+            return net(x).float()
+
     batches = tqdm(islice(labelled, num_iter), desc=desc, total=num_iter, leave=False, dynamic_ncols=True)
     for step, (x1, x2, y, index) in enumerate(batches):
         x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
         y, index = y.to(device, non_blocking=True), index.to(device)
         batch = len(y)
         with torch.no_grad():
-            p_x = model(torch.cat([x1, x2])).softmax(1).reshape(2, batch, num_classes).mean(0)
+            p_x = forward(model, torch.cat([x1, x2])).softmax(1).reshape(2, batch, num_classes).mean(0)
             targets_x = co_refine(F.one_hot(y, num_classes), w[index], p_x, args.T)
             inputs, targets = [x1, x2], [targets_x, targets_x]  # + [u1 and u2 together], [guesses twice]
             if unlabelled_iter is not None:
@@ -164,20 +218,21 @@ def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader, 
                     u1, u2, _, _ = next(unlabelled_iter)
                 u = torch.cat([u1, u2]).to(device, non_blocking=True)
                 # Four predictions per sample: both networks on both views.
-                guesses = [m(u).softmax(1).reshape(2, len(u1), num_classes) for m in (model, peer)]
+                guesses = [forward(m, u).softmax(1).reshape(2, len(u1), num_classes) for m in (model, peer)]
                 targets_u = co_guess([g[v] for g in guesses for v in range(2)], args.T)
                 inputs.append(u)
                 targets += [targets_u, targets_u]
         mixed_x, mixed_y, _ = mixup(torch.cat(inputs), torch.cat(targets), args.alpha, rng)
-        logits = model(mixed_x)
+        logits = forward(model, mixed_x)
         loss_x = soft_cross_entropy(logits[:2 * batch], mixed_y[:2 * batch])
         loss_u = unlabelled_mse(logits[2 * batch:], mixed_y[2 * batch:]) if len(inputs) == 3 else logits.new_zeros(())
         ramp = args.lambda_u * linear_rampup(epoch + step / num_iter, args.warmup)
         penalty = uniform_prior_penalty(logits)
         loss = loss_x + ramp * loss_u + penalty
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         totals += torch.stack([loss.detach(), loss_x.detach(), loss_u.detach(), penalty.detach(),
                                torch.ones((), device=device)]).double()
     loss_sum, lx_sum, lu_sum, penalty_sum, n = totals.tolist()
@@ -186,7 +241,7 @@ def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader, 
             "lambda_u": ramp, "batches": n}
 
 
-def divide(args: argparse.Namespace, model: nn.Module, eval_loader: DataLoader, labels: torch.Tensor,
+def divide(args: argparse.Namespace, model: nn.Module, eval_loader: Iterable, labels: torch.Tensor,
            num_classes: int, history: list[torch.Tensor],
            device: torch.device) -> tuple[Selection, list[torch.Tensor]]:
     """Split the training set with ``model``'s eval-mode outputs on un-augmented images.
@@ -195,7 +250,7 @@ def divide(args: argparse.Namespace, model: nn.Module, eval_loader: DataLoader, 
     normalised per-sample losses (loss-gmm: the GMM sees the mean of this epoch's and the ``--loss_history`` - 1
     previous epochs' losses, so that many are kept).
     """
-    features, logits = extract_features(model, eval_loader, len(labels), device)
+    features, logits = extract_features(unwrap_model(model), eval_loader, len(labels), device)
     if args.selector == "fine":
         return fine_select(features, labels, num_classes, ref_mask=None, threshold=args.p_threshold), history
     losses = F.cross_entropy(logits, labels, reduction="none")
@@ -220,6 +275,11 @@ def main(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     if args.workers is None:
         args.workers = 4 if device.type == "cuda" else 0
+    if args.data_on_gpu == "auto":
+        args.data_on_gpu = "on" if device.type == "cuda" and args.dataset in AUGMENTATION else "off"
+    if args.data_on_gpu == "on" and args.dataset not in AUGMENTATION:
+        raise UserError(f"--data_on_gpu on needs an in-memory dataset ({', '.join(AUGMENTATION)}); "
+                        f"{args.dataset} is read from files: use --data_on_gpu off")
     data = load_data(args)
     bundle, noisy, is_clean = data.bundle, data.noisy, data.is_clean
     train_set, num_classes = bundle.train, bundle.num_classes
@@ -233,9 +293,12 @@ def main(args: argparse.Namespace) -> dict:
     print(f"run directory: {run_dir}\ntrain {num_train}, test {len(bundle.test)}; {bundle.noise_info}")
 
     seed_everything(args.seed)
+    configure_backends(device)
     in_channels = bundle.test[0][0].shape[0]
-    models = [create_model(args.arch, num_classes, pretrained=args.pretrained, in_channels=in_channels).to(device)
-              for _ in range(2)]
+    models = [prepare_model(create_model(args.arch, num_classes, pretrained=args.pretrained,
+                                         in_channels=in_channels).to(device),
+                            channels_last=args.channels_last, compile=args.compile) for _ in range(2)]
+    scalers = [grad_scaler(device, args.amp) for _ in range(2)]
     optimizers = [build_optimizer(m, args) for m in models]
     schedulers = [build_scheduler(opt, args) for opt in optimizers]
     loader_kw = dict(num_workers=args.workers, pin_memory=device.type == "cuda")
@@ -245,12 +308,21 @@ def main(args: argparse.Namespace) -> dict:
     extra_loaders = {name: DataLoader(ds, batch_size=4 * args.batch_size, shuffle=False, **loader_kw)
                      for name, ds in bundle.extra_tests.items()}
     two_views = TwoViews(train_set)
+    fast = warm_fast = eval_fast = None  # --data_on_gpu on: the training set on the device, in three batch sizes
+    if args.data_on_gpu == "on":
+        if not isinstance(train_set, NoisyDataset):
+            raise UserError(f"--data_on_gpu on needs an in-memory dataset; {args.dataset} is read from files: "
+                            f"use --data_on_gpu off")
+        fast = TensorLoader(train_set, args.dataset, batch_size=args.batch_size, device=device,
+                            channels_last=args.channels_last)
+        warm_fast, eval_fast = copy.copy(fast), copy.copy(fast)  # share the device-resident images
+        warm_fast.batch_size, eval_fast.batch_size = 2 * args.batch_size, 4 * args.batch_size
 
     # history[i]: recent normalised losses of network i (loss-gmm); selection: quality of network 1's last split.
     state = {"epoch": -1, "history": [[], []], "best_test": -math.inf, "best_epoch": -1, "last_test": None,
              "selection": None, "elapsed": 0.0}
     if resuming:
-        state = restore(run_dir / "last.pt", models, optimizers, schedulers)
+        state = restore(run_dir / "last.pt", models, optimizers, schedulers, scalers=scalers)
     logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1)
     start = time.time() - state["elapsed"]
 
@@ -260,19 +332,23 @@ def main(args: argparse.Namespace) -> dict:
         rng = np.random.default_rng((args.seed % 2**32, epoch))  # mixup weights and partners
         if epoch < args.warmup:
             # DivideMix warms up on batches of twice the MixMatch size (64 labelled + 64 unlabelled).
-            loader = DataLoader(train_set, batch_size=2 * args.batch_size, shuffle=True, generator=generator,
-                                **loader_kw)
+            if warm_fast is not None:
+                loader = DeviceBatches(warm_fast, torch.arange(num_train), generator, two_views=False)
+            else:
+                loader = DataLoader(train_set, batch_size=2 * args.batch_size, shuffle=True, generator=generator,
+                                    **loader_kw)
             for i in range(2):
                 metrics = warmup_one_epoch(models[i], loader, optimizers[i],
                                            confidence_penalty=args.noise_kind == "asym",
                                            max_batches=args.num_batches, device=device,
-                                           desc=f"warm-up {epoch} net {i + 1}")
+                                           desc=f"warm-up {epoch} net {i + 1}", amp=args.amp, scaler=scalers[i])
                 row.update({f"train/net{i + 1}/{k}": v for k, v in metrics.items()})
         else:
             splits = []
             for i in range(2):
                 t0 = time.time()
-                sel, state["history"][i] = divide(args, models[i], eval_loader, noisy, num_classes,
+                batches = eval_loader if eval_fast is None else eval_fast.epoch(None, shuffle=False, augment=False)
+                sel, state["history"][i] = divide(args, models[i], batches, noisy, num_classes,
                                                   state["history"][i], device)
                 splits.append(sel)
                 tag = f"select/net{i + 1}"
@@ -298,15 +374,21 @@ def main(args: argparse.Namespace) -> dict:
                     print(f"epoch {epoch}: network {peer + 1} labelled no sample clean; network {i + 1} skips "
                           f"this epoch")
                     continue
-                labelled = DataLoader(two_views, batch_size=args.batch_size, **loader_kw,
-                                      sampler=SubsetRandomSampler(labelled_idx.tolist(), generator=generator))
-                unlabelled = None
-                if len(unlabelled_idx) > 0:
-                    unlabelled = DataLoader(two_views, batch_size=args.batch_size, **loader_kw,
-                                            sampler=SubsetRandomSampler(unlabelled_idx.tolist(), generator=generator))
+                if fast is not None:
+                    labelled = DeviceBatches(fast, labelled_idx, generator, two_views=True)
+                    unlabelled = (DeviceBatches(fast, unlabelled_idx, generator, two_views=True)
+                                  if len(unlabelled_idx) > 0 else None)
+                else:
+                    labelled = DataLoader(two_views, batch_size=args.batch_size, **loader_kw,
+                                          sampler=SubsetRandomSampler(labelled_idx.tolist(), generator=generator))
+                    unlabelled = None
+                    if len(unlabelled_idx) > 0:
+                        unlabelled = DataLoader(two_views, batch_size=args.batch_size, **loader_kw,
+                                                sampler=SubsetRandomSampler(unlabelled_idx.tolist(),
+                                                                            generator=generator))
                 metrics = mixmatch_one_epoch(models[i], models[peer], labelled, unlabelled,
                                              sel.clean_prob.to(device), optimizers[i], args, epoch, num_classes, rng,
-                                             device, desc=f"epoch {epoch} net {i + 1}")
+                                             device, desc=f"epoch {epoch} net {i + 1}", scaler=scalers[i])
                 row.update({f"{tag}/{k}": v for k, v in metrics.items()})
         losses = [row[f"train/net{i + 1}/loss"] for i in range(2) if f"train/net{i + 1}/loss" in row]
         row["train/loss"] = sum(losses) / len(losses) if losses else None
@@ -331,7 +413,7 @@ def main(args: argparse.Namespace) -> dict:
             state.update(best_test=row["test/acc"], best_epoch=epoch)
         state.update(epoch=epoch, last_test=row["test/acc"], elapsed=time.time() - start)
         logger.epoch_row(row)
-        save_epoch(run_dir, checkpoint(args, state, models, optimizers, schedulers), improved)
+        save_epoch(run_dir, checkpoint(args, state, models, optimizers, schedulers, scalers=scalers), improved)
         loss_text = f"loss {row['train/loss']:.4f}" if row["train/loss"] is not None else "no training"
         print(f"epoch {epoch:3d} {loss_text} test {row['test/acc']:.2f} "
               f"(best {state['best_test']:.2f} @ {state['best_epoch']})")

@@ -190,3 +190,65 @@ def test_recipe_fills_the_papers_hyperparameters(dataset, kind, rate, expected):
     assert {k: getattr(args, k) for k in expected} == expected
     override = dm.resolve_args(dm.get_args_parser().parse_args(argv + ["--p_threshold", "0.7", "--lambda_u", "3"]))
     assert (override.p_threshold, override.lambda_u) == (0.7, 3.0)
+
+
+def test_bf16_autocast_runs_on_cpu_and_checkpoints_the_scalers(tmp_path):
+    from fine.checkpoint import load_checkpoint
+
+    summary = _run(_argv(tmp_path, "--amp", "bf16"))
+    assert summary["finished"] and 0.0 <= summary["last_test_acc"] <= 100.0
+    rows = _rows(Path(summary["run_dir"]))
+    assert all(np.isfinite(r["train/loss"]) for r in rows)
+    assert all(np.isfinite(rows[1][f"train/net{n}/{k}"]) for n in (1, 2) for k in ("loss_x", "loss_u", "penalty"))
+    ckpt = load_checkpoint(Path(summary["run_dir"]) / "last.pt")
+    assert len(ckpt["scalers"]) == 2
+
+
+def test_fp16_needs_cuda(tmp_path):
+    with pytest.raises(UserError, match="--amp fp16 needs a CUDA device"):
+        _run(_argv(tmp_path, "--amp", "fp16"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset", "clothing1m", "--noise_kind", "real", "--data_on_gpu", "on"], "--data_on_gpu on needs an in-memory dataset"),
+    (["--sync_bn"], "sync_bn"),
+])
+def test_speed_flags_refused_where_they_cannot_apply(tmp_path, flags, message):
+    with pytest.raises(UserError, match=message):
+        _run(_argv(tmp_path, *flags))
+
+
+def test_device_batches_give_two_views_of_the_same_samples():
+    from data_loader import NoisyDataset
+    from data_loader.tensor_loader import TensorLoader
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (50, 1, 8, 8), dtype=torch.uint8, generator=gen)
+    loader = TensorLoader(NoisyDataset(images, np.arange(50) % 10), "digits", batch_size=8, device="cpu")
+    indices = torch.arange(3, 50, 2)
+    batches = dm.DeviceBatches(loader, indices, torch.Generator().manual_seed(1), two_views=True)
+    first = list(batches)
+    assert len(first) == len(batches) == 3
+    seen = torch.cat([index for _, _, _, index in first])
+    assert sorted(seen.tolist()) == indices.tolist()  # one pass over the subset, each sample once
+    for x1, x2, y, index in first:
+        assert x1.shape == x2.shape == (len(index), 1, 8, 8)
+        torch.testing.assert_close(y, loader.labels[index])
+    assert not all(torch.equal(x1, x2) for x1, x2, _, _ in first)  # independent augmentations
+    second = torch.cat([index for _, _, _, index in batches])
+    assert not torch.equal(seen, second)  # a fresh order on every pass, like SubsetRandomSampler
+
+
+@pytest.mark.parametrize("selector", ["loss-gmm", "fine"])
+def test_data_on_device_path_matches_the_dataloader_path(tmp_path, selector):
+    """The device-resident loader (here on the CPU) trains DivideMix to the accuracy of the DataLoader path."""
+    # Full epochs (no --num_batches) and 2 + 2 epochs: short enough for seconds, long enough to be stable.
+    argv = ["--dataset", "digits", "--noise_kind", "sym", "--noise_rate", "0.2", "--epochs", "4", "--warmup", "2",
+            "--batch_size", "32", "--device", "cpu", "--data_path", str(tmp_path / "data"), "--selector", selector]
+    standard = _run(argv + ["--output", str(tmp_path / "a"), "--data_on_gpu", "off"])
+    fast = _run(argv + ["--output", str(tmp_path / "b"), "--data_on_gpu", "on"])
+    assert standard["last_test_acc"] > 85 and fast["last_test_acc"] > 85
+    assert abs(standard["last_test_acc"] - fast["last_test_acc"]) < 5
+    assert abs(standard["selection"]["precision"] - fast["selection"]["precision"]) < 0.05
+    rows = _rows(Path(fast["run_dir"]))
+    assert rows[-1]["train/net1/labelled"] + rows[-1]["train/net1/unlabelled"] == NUM_TRAIN
