@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -95,6 +96,9 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
                         f"accuracy; drop --val_size or pass 0")
     if args.sync_bn:
         raise UserError("--sync_bn applies under torchrun; DivideMix trains in one process: drop it")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("dividemix.train runs in one process (torchrun support is only in dynamic_selection so far); "
+                        "launch it with python -m, not torchrun")
     if args.selector == "fine":
         args.loss_history = None
     elif args.loss_history < 1:

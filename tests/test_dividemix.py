@@ -252,3 +252,9 @@ def test_data_on_device_path_matches_the_dataloader_path(tmp_path, selector):
     assert abs(standard["selection"]["precision"] - fast["selection"]["precision"]) < 0.05
     rows = _rows(Path(fast["run_dir"]))
     assert rows[-1]["train/net1/labelled"] + rows[-1]["train/net1/unlabelled"] == NUM_TRAIN
+
+
+def test_refuses_to_run_under_torchrun(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="runs in one process"):
+        _run(_argv(tmp_path))
