@@ -161,4 +161,6 @@ class TensorLoader:
             return indices.nonzero().squeeze(1)
         if indices.ndim != 1 or indices.is_floating_point():
             raise ValueError(f"indices must be a 1-D integer tensor, got {indices.dtype} {tuple(indices.shape)}")
+        if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n):
+            raise ValueError(f"indices must lie in [0, {n}), got [{int(indices.min())}, {int(indices.max())}]")
         return indices.long()

@@ -2,6 +2,7 @@
 matches the DataLoader path."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -139,3 +140,11 @@ def test_training_matches_dataloader_path(tmp_path):
     acc_b = _accuracy(model_b, test_loader.epoch(None, shuffle=False, augment=False))
     assert acc_a > 80 and acc_b > 80, (acc_a, acc_b)
     assert abs(acc_a - acc_b) < 5, (acc_a, acc_b)
+
+
+def test_out_of_range_indices_are_refused():
+    images = torch.zeros(5, 1, 8, 8, dtype=torch.uint8)
+    loader = TensorLoader(NoisyDataset(images, np.arange(5) % 2), "digits", batch_size=2, device="cpu")
+    for bad in ([0, -1], [4, 5]):
+        with pytest.raises(ValueError, match=r"indices must lie in \[0, 5\)"):
+            next(loader.epoch(torch.tensor(bad), shuffle=False, augment=False))
