@@ -6,21 +6,20 @@ in a world of size 1, so a trainer calls them unconditionally. Tensors may live 
 them to the backend's device (the rank's GPU for NCCL, the CPU for gloo) and back.
 
 Per-sample results are exchanged by dataset index (:func:`gather_by_index`), so they are right whatever the shuffle
-order or number of processes. :class:`ShardedSampler` is a ``DistributedSampler`` over an arbitrary index subset
-(the samples a trainer selected): with one process it yields exactly ``SubsetRandomSampler``'s order.
+order or number of processes. :func:`shard_indices` splits an arbitrary index subset (the samples a trainer selected) between the
+processes, like ``DistributedSampler`` does for a whole dataset.
 """
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import Sampler
 
 from fine.errors import UserError
 from fine.run import resolve_device
@@ -107,15 +106,6 @@ def print0(*args, **kwargs) -> None:
     """``print`` on rank 0 only."""
     if is_main_process():
         print(*args, **kwargs)
-
-
-def barrier() -> None:
-    """Wait for every process (no-op in a plain run)."""
-    if _active():
-        if dist.get_backend() == "nccl":
-            dist.barrier(device_ids=[torch.cuda.current_device()])
-        else:
-            dist.barrier()
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -227,56 +217,6 @@ def shard_indices(indices: torch.Tensor, *, world_size: int, rank: int, shuffle:
         total = math.ceil(n / world_size) * world_size
         indices = indices.repeat(math.ceil(total / n))[:total]
     return indices[rank::world_size]
-
-
-class ShardedSampler(Sampler[int]):
-    """A ``DistributedSampler`` over an arbitrary subset of a dataset's indices.
-
-    Each epoch every rank draws the same permutation of ``indices`` and takes its round-robin share
-    (:func:`shard_indices`). With one process and ``shuffle`` the order is exactly that of
-    ``SubsetRandomSampler(indices, generator=g)`` where ``g`` is ``torch.Generator().manual_seed(seed + epoch)``,
-    or the given ``generator``.
-
-    Parameters
-    ----------
-    indices : (n,) dataset indices to sample from (tensor, array or list of ints)
-    seed : base seed of the permutation; ``set_epoch(e)`` makes epoch ``e`` use ``seed + e``
-    generator : draw each iteration's permutation from this generator instead of ``seed`` (same state on every
-        rank); lets a run keep the order of samplers that share one generator
-    shuffle : permute (training) or keep the given order (evaluation)
-    pad : equal shard lengths by repetition (training) or every sample exactly once (evaluation)
-    world_size, rank : default to the current process group (1 and 0 in a plain run)
-    """
-
-    def __init__(self, indices: torch.Tensor | Sequence[int], *, seed: int | None = None,
-                 generator: torch.Generator | None = None, shuffle: bool = True, pad: bool = True,
-                 world_size: int | None = None, rank: int | None = None) -> None:
-        self.indices = torch.as_tensor(indices, dtype=torch.int64)
-        self.world_size = get_world_size() if world_size is None else world_size
-        self.rank = get_rank() if rank is None else rank
-        if shuffle and (seed is None) == (generator is None):
-            raise ValueError("ShardedSampler with shuffle=True needs exactly one of seed and generator")
-        if self.indices.dim() != 1 or not 0 <= self.rank < self.world_size:
-            raise ValueError(f"ShardedSampler needs 1-D indices and 0 <= rank < world_size, got indices of shape "
-                             f"{tuple(self.indices.shape)}, rank {self.rank}, world_size {self.world_size}")
-        self.seed, self.generator, self.shuffle, self.pad = seed, generator, shuffle, pad
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use epoch ``epoch``'s permutation (seed ``seed + epoch``) from the next iteration on."""
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        seed = self.seed + self.epoch if self.shuffle and self.generator is None else None
-        shard = shard_indices(self.indices, world_size=self.world_size, rank=self.rank, shuffle=self.shuffle,
-                              pad=self.pad, generator_seed=seed, generator=self.generator if self.shuffle else None)
-        return iter(shard.tolist())
-
-    def __len__(self) -> int:
-        n = self.indices.shape[0]
-        if self.pad:
-            return math.ceil(n / self.world_size)
-        return len(range(self.rank, n, self.world_size))
 
 
 def on_main(fn: Callable[[], T]) -> T:

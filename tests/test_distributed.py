@@ -10,14 +10,13 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import SubsetRandomSampler
 
-from fine.distributed import (ShardedSampler, all_reduce_sum, barrier, broadcast_object, cleanup, gather_by_index,
+from fine.distributed import (all_reduce_sum, broadcast_object, cleanup, gather_by_index,
                               init_distributed, is_main_process, print0, shard_indices)
 from fine.errors import UserError
 from fine.selection import class_grams, eigvecs_from_grams, fine_select, fine_select_distributed, split_scores
@@ -51,7 +50,6 @@ def run_checks(rank: int) -> dict:
     with contextlib.redirect_stdout(buffer):
         print0("hello from", rank)
     out["printed"] = buffer.getvalue()
-    barrier()
 
     index = split(N_GATHER, [25, N_GATHER - 25], seed=0)[rank]
     rows, flags = gather_rows(index)
@@ -66,13 +64,10 @@ def run_checks(rank: int) -> dict:
     out["reduced"], out["reduced_int"] = floats, all_reduce_sum(counts)
     out["broadcast"] = broadcast_object({"from": rank, "list": [rank] * 3})
 
-    train = ShardedSampler(SUBSET, seed=5)
-    out["train_len"] = len(train)
-    out["train_epoch0"] = list(train)
-    train.set_epoch(3)
-    out["train_epoch3"] = list(train)
-    evaluation = ShardedSampler(SUBSET, shuffle=False, pad=False)
-    out["eval_len"], out["eval"] = len(evaluation), list(evaluation)
+    for epoch in (0, 3):
+        out[f"train_epoch{epoch}"] = shard_indices(SUBSET, world_size=WORLD, rank=rank, shuffle=True, pad=True,
+                                                   generator_seed=5 + epoch).tolist()
+    out["eval"] = shard_indices(SUBSET, world_size=WORLD, rank=rank, shuffle=False, pad=False).tolist()
 
     n, d, c, noise, spread, seed = FINE_DATA
     feats, labels, is_clean = synthetic(n, d, c, noise, spread, seed)
@@ -159,7 +154,6 @@ def test_plain_run_is_a_world_of_one(plain_env, capsys) -> None:
     assert all_reduce_sum(t) is t and t.tolist() == [1.5, 2.0]
     obj = {"a": [1, 2]}
     assert broadcast_object(obj) is obj
-    barrier()
     assert is_main_process()
     print0("only", "rank", 0)
     assert capsys.readouterr().out == "only rank 0\n"
@@ -184,23 +178,13 @@ def test_gather_by_index_single_process() -> None:
         gather_by_index(rows, index[:2], 12)
 
 
-def test_sharded_sampler_single_process_is_subset_random_sampler() -> None:
-    for epoch in (0, 4):
-        sampler = ShardedSampler(SUBSET, seed=11)
-        sampler.set_epoch(epoch)
-        reference = SubsetRandomSampler(SUBSET.tolist(), generator=torch.Generator().manual_seed(11 + epoch))
-        assert list(sampler) == list(reference) and len(sampler) == len(SUBSET)
-    # Samplers sharing one generator draw in turn, as SubsetRandomSamplers sharing one do.
-    ours = torch.Generator().manual_seed(3)
-    theirs = torch.Generator().manual_seed(3)
-    first, second = ShardedSampler(SUBSET, generator=ours), ShardedSampler(SUBSET[:9], generator=ours)
-    ref_first = SubsetRandomSampler(SUBSET.tolist(), generator=theirs)
-    ref_second = SubsetRandomSampler(SUBSET[:9].tolist(), generator=theirs)
-    for _ in range(2):
-        assert list(first) == list(ref_first) and list(second) == list(ref_second)
-    assert list(ShardedSampler(SUBSET, shuffle=False, pad=False)) == SUBSET.tolist()
-    with pytest.raises(ValueError, match="exactly one of seed and generator"):
-        ShardedSampler(SUBSET)
+def test_shard_indices_single_process_is_subset_random_sampler() -> None:
+    """One process: the trainers' shard of a shuffled selection is SubsetRandomSampler's order."""
+    for seed in (11, 15):
+        reference = SubsetRandomSampler(SUBSET.tolist(), generator=torch.Generator().manual_seed(seed))
+        ours = shard_indices(SUBSET, world_size=1, rank=0, shuffle=True, pad=True, generator_seed=seed)
+        assert ours.tolist() == list(reference)
+    assert shard_indices(SUBSET, world_size=1, rank=0, shuffle=False, pad=True).tolist() == SUBSET.tolist()
 
 
 def test_shard_indices_split_and_pad() -> None:
@@ -210,12 +194,11 @@ def test_shard_indices_split_and_pad() -> None:
     shards = [shard_indices(indices, world_size=3, rank=r, shuffle=True, pad=True, generator_seed=2) for r in range(3)]
     for r, shard in enumerate(shards):
         assert shard.tolist() == padded[r::3].tolist()
-        assert len(shard) == len(ShardedSampler(indices, seed=0, world_size=3, rank=r)) == 4
+        assert len(shard) == 4
     assert set(torch.cat(shards).tolist()) == set(indices.tolist())
     shards = [shard_indices(indices, world_size=3, rank=r, shuffle=False, pad=False) for r in range(3)]
     assert sorted(torch.cat(shards).tolist()) == indices.tolist()  # each sample exactly once
-    assert [len(s) for s in shards] == [len(ShardedSampler(indices, shuffle=False, pad=False, world_size=3, rank=r))
-                                        for r in range(3)] == [4, 3, 3]
+    assert [len(s) for s in shards] == [4, 3, 3]
     few = [shard_indices(torch.tensor([5]), world_size=3, rank=r, shuffle=False, pad=True) for r in range(3)]
     assert [s.tolist() for s in few] == [[5], [5], [5]]
     assert shard_indices(torch.arange(0), world_size=2, rank=1, shuffle=True, pad=True, generator_seed=0).numel() == 0
@@ -308,12 +291,12 @@ def test_two_ranks_sharded_sampler(ranks) -> None:
         perm = SUBSET[torch.randperm(n, generator=torch.Generator().manual_seed(5 + epoch))]
         padded = torch.cat([perm, perm[:1]])  # 23 samples padded to 24
         shards = [r[f"train_epoch{epoch}"] for r in ranks]
-        assert [len(s) for s in shards] == [r["train_len"] for r in ranks] == [12, 12]
+        assert [len(s) for s in shards] == [12, 12]
         assert [shards[0], shards[1]] == [padded[0::2].tolist(), padded[1::2].tolist()]
         assert set(shards[0]) | set(shards[1]) == set(SUBSET.tolist())
     assert ranks[0]["train_epoch0"] != ranks[0]["train_epoch3"]
     shards = [r["eval"] for r in ranks]
-    assert [len(s) for s in shards] == [r["eval_len"] for r in ranks] == [12, 11]
+    assert [len(s) for s in shards] == [12, 11]
     assert not set(shards[0]) & set(shards[1]) and sorted(shards[0] + shards[1]) == SUBSET.tolist()
 
 
