@@ -160,7 +160,7 @@ def warmup_one_epoch(model: nn.Module, loader: DataLoader | DeviceBatches, optim
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, hits vs noisy labels, samples
     num_iter = len(loader) if max_batches is None else min(len(loader), max_batches)
-    for x, y, _ in tqdm(islice(loader, num_iter), desc=desc, total=num_iter, leave=False, dynamic_ncols=True):
+    for x, y, _ in tqdm(islice(loader, num_iter), desc=desc, total=num_iter, leave=False, dynamic_ncols=True, disable=None):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast(device, amp):
             logits = model(x)
@@ -205,7 +205,7 @@ def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader |
         with autocast(device, amp):
             return net(x).float()
 
-    batches = tqdm(islice(labelled, num_iter), desc=desc, total=num_iter, leave=False, dynamic_ncols=True)
+    batches = tqdm(islice(labelled, num_iter), desc=desc, total=num_iter, leave=False, dynamic_ncols=True, disable=None)
     for step, (x1, x2, y, index) in enumerate(batches):
         x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
         y, index = y.to(device, non_blocking=True), index.to(device)
