@@ -6,12 +6,19 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from fine.amp import autocast
+
+# Outputs up to this size are collected on the accelerator and copied to the host once, not batch by batch.
+DEVICE_BUFFER_BYTES = 2 << 30
+
 
 @torch.no_grad()
-def extract_features(model: nn.Module, loader: Iterable, num_samples: int,
-                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_features(model: nn.Module, loader: Iterable, num_samples: int, device: torch.device, *,
+                     amp: str = "off") -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``model`` in eval mode over ``loader`` (batches ``(x, y, index)``, a DataLoader or a
     :class:`~data_loader.tensor_loader.TensorLoader` epoch) and collect its outputs by index.
+
+    The forward pass runs under ``amp`` autocast (:func:`fine.amp.autocast`); outputs are stored in float32.
 
     Returns
     -------
@@ -20,14 +27,20 @@ def extract_features(model: nn.Module, loader: Iterable, num_samples: int,
 
     The model's train/eval mode is restored afterwards. Rows of samples the loader does not visit stay zero.
     """
+    device = torch.device(device)
     was_training = model.training
     model.eval()
-    features = torch.zeros(num_samples, model.feature_dim)
-    logits = torch.zeros(num_samples, model.head.out_features)
+    dim, num_classes = model.feature_dim, model.head.out_features
+    fits = num_samples * (dim + num_classes) * 4 <= DEVICE_BUFFER_BYTES
+    store = device if device.type != "cpu" and fits else torch.device("cpu")
+    features = torch.zeros(num_samples, dim, device=store)
+    logits = torch.zeros(num_samples, num_classes, device=store)
     for x, _, index in loader:
-        index = index.cpu()
-        feats = model.forward_features(x.to(device, non_blocking=True))
-        features[index] = feats.float().cpu()
-        logits[index] = model.head(feats).float().cpu()
+        with autocast(device, amp):
+            feats = model.forward_features(x.to(device, non_blocking=True))
+            out = model.head(feats)
+        index = index.to(store)
+        features[index] = feats.float().to(store)
+        logits[index] = out.float().to(store)
     model.train(was_training)
-    return features, logits
+    return features.cpu(), logits.cpu()
