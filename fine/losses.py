@@ -2,7 +2,8 @@
 
 Every loss is called as ``loss(logits, targets, index)`` with logits (B, C), targets (B,) long and index (B,) long (the
 samples' dataset indices), and returns the mean loss; ``per_sample`` returns the (B,) losses without side effects.
-Losses are computed in float32 whatever the logits' dtype.
+Losses are computed in float32 whatever the logits' dtype. A trainer calls ``synchronize()`` after every epoch, which
+under ``torchrun`` shares the per-sample state of the losses that keep one (ELR) between the processes.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fine.distributed import gather_by_index, get_world_size
 from fine.errors import UserError
 
 LOSSES = ("ce", "gce", "sce", "elr")
@@ -24,7 +26,14 @@ _DEFAULTS = {
 }
 
 
-class _MeanOfPerSample(nn.Module):
+class Loss(nn.Module):
+    """A training loss; one without per-sample state has nothing to :meth:`synchronize`."""
+
+    def synchronize(self) -> None:
+        """Share this process's per-sample state with the other ``torchrun`` processes (a no-op here)."""
+
+
+class _MeanOfPerSample(Loss):
     """``forward`` is the mean of ``per_sample``."""
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -88,12 +97,18 @@ class SymmetricCrossEntropy(_MeanOfPerSample):
         return f"alpha={self.alpha}, beta={self.beta}"
 
 
-class EarlyLearningRegularization(nn.Module):
+class EarlyLearningRegularization(Loss):
     """Early-learning regularisation (Liu et al. 2020): CE + lambda * mean(log(1 - <t_i, p_i>)).
 
     ``target`` (N, C) is a running average of each sample's predictions, stored by DATASET INDEX (the published code
     stored it by position in the current subset, which scrambles it whenever the selected subset changes). It is a
     buffer, so it travels with ``state_dict`` and ``.to(device)``.
+
+    Under ``torchrun`` each process updates the rows of its own shard of the epoch's samples, so the processes'
+    memories diverge until :meth:`synchronize` copies every row any process updated into every process's memory.
+    Calling it at the end of each epoch gives every process the memory one process would have: a row's update reads
+    only that row, and each sample is visited once per epoch, by one process (a sample that padding gives to two
+    processes is updated from the same row on both; either result is kept).
 
     Parameters
     ----------
@@ -113,6 +128,8 @@ class EarlyLearningRegularization(nn.Module):
             raise UserError(f"ELR needs the training-set size, got num_samples={num_samples}")
         self.beta, self.lam = beta, lam
         self.register_buffer("target", torch.zeros(num_samples, num_classes))
+        # (N,) rows updated since the last synchronize(); not persistent, so checkpoints hold only ``target``.
+        self.register_buffer("_touched", torch.zeros(num_samples, dtype=torch.bool), persistent=False)
 
     @staticmethod
     def _probs(logits: torch.Tensor) -> torch.Tensor:
@@ -124,6 +141,19 @@ class EarlyLearningRegularization(nn.Module):
         prob = self._probs(logits.detach())
         index = index.to(self.target.device)
         self.target[index] = self.beta * self.target[index] + (1 - self.beta) * prob / prob.sum(dim=1, keepdim=True)
+        self._touched[index] = True
+
+    @torch.no_grad()
+    def synchronize(self) -> None:
+        """Copy the rows every process updated since the last call into every process's ``target``; then forget
+        which rows were updated. In a world of size 1 only the forgetting happens. Every process must call it."""
+        if get_world_size() > 1:
+            index = self._touched.nonzero().squeeze(1)  # (n_local,)
+            num_samples = self.target.shape[0]
+            rows = gather_by_index(self.target[index], index, num_samples)  # (N, C)
+            updated = gather_by_index(torch.ones_like(index, dtype=torch.bool), index, num_samples)  # (N,)
+            self.target[updated] = rows[updated]
+        self._touched.zero_()
 
     def per_sample(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """(B, C) logits, (B,) targets, (B,) dataset indices -> (B,) losses against the current memory (no update)."""
@@ -151,7 +181,7 @@ def default_loss_hparams(name: str, dataset: str) -> dict[str, float]:
     return dict(_DEFAULTS["cifar100" if dataset.startswith("cifar100") else "cifar10"][name])
 
 
-def build_loss(name: str, *, num_classes: int, num_samples: int, **hp: float | None) -> nn.Module:
+def build_loss(name: str, *, num_classes: int, num_samples: int, **hp: float | None) -> Loss:
     """Build a training loss by name.
 
     Parameters
@@ -164,7 +194,8 @@ def build_loss(name: str, *, num_classes: int, num_samples: int, **hp: float | N
 
     Returns
     -------
-    nn.Module called as ``loss(logits (B, C), targets (B,), index (B,)) -> scalar`` with ``per_sample(...) -> (B,)``.
+    A :class:`Loss` called as ``loss(logits (B, C), targets (B,), index (B,)) -> scalar`` with ``per_sample(...) -> (B,)``
+    and ``synchronize()``.
     """
     if name not in LOSSES:
         raise UserError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")

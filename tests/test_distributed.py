@@ -19,6 +19,7 @@ from torch.utils.data import SubsetRandomSampler
 from fine.distributed import (all_reduce_sum, broadcast_object, cleanup, gather_by_index,
                               init_distributed, is_main_process, print0, shard_indices)
 from fine.errors import UserError
+from fine.losses import build_loss
 from fine.selection import class_grams, eigvecs_from_grams, fine_select, fine_select_distributed, split_scores
 from tests.fixtures import synthetic_features as synthetic
 
@@ -27,6 +28,8 @@ N_GATHER = 37  # samples in the gather test; rank 0 holds 25 of them, rank 1 the
 SUBSET = torch.tensor([3, 5, 8, 13, 21, 22, 30, 34, 40, 41, 47, 55, 56, 60, 61, 70, 72, 77, 81, 89, 90, 95, 99])
 # (n, d, c, noise, spread, seed): FINE data for the two-process comparison
 FINE_DATA = (1500, 24, 5, 0.4, 0.6, 7)
+N_ELR, C_ELR = 30, 4  # ELR memory of the sync test; its last 2 samples are never visited
+ELR_SHARDS = ([17, 11], [9, 19])  # per epoch: how many of the visited samples rank 0 and rank 1 get
 
 
 def gather_rows(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,6 +40,18 @@ def gather_rows(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def split(n: int, sizes: list[int], seed: int) -> list[torch.Tensor]:
     """A random partition of range(n) into consecutive shards of the given sizes."""
     return list(torch.randperm(n, generator=torch.Generator().manual_seed(seed)).split(sizes))
+
+
+def elr_epochs(rank: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per epoch, the known ELR update of one rank's shard (``rank`` None: of all visited samples): logits (n, C_ELR)
+    and dataset indices (n,). Each visited sample is in one shard per epoch, in another rank's shard next epoch."""
+    epochs = []
+    for epoch, sizes in enumerate(ELR_SHARDS):
+        index = split(N_ELR - 2, sizes, seed=20 + epoch)
+        index = torch.cat(index) if rank is None else index[rank]
+        logits = 3 * torch.randn(N_ELR, C_ELR, generator=torch.Generator().manual_seed(30 + epoch))
+        epochs.append((logits[index], index))
+    return epochs
 
 
 def selection_dict(sel) -> dict:
@@ -63,6 +78,12 @@ def run_checks(rank: int) -> dict:
     out["reduced_in_place"] = all_reduce_sum(floats) is floats
     out["reduced"], out["reduced_int"] = floats, all_reduce_sum(counts)
     out["broadcast"] = broadcast_object({"from": rank, "list": [rank] * 3})
+
+    elr = build_loss("elr", num_classes=C_ELR, num_samples=N_ELR)
+    for logits, index in elr_epochs(rank):
+        elr.update(logits, index)
+        elr.synchronize()
+    out["elr_memory"], out["elr_touched"] = elr.target, elr._touched
 
     for epoch in (0, 3):
         out[f"train_epoch{epoch}"] = shard_indices(SUBSET, world_size=WORLD, rank=rank, shuffle=True, pad=True,
@@ -283,6 +304,16 @@ def test_two_ranks_gather_by_index(ranks) -> None:
     for r in ranks:
         assert torch.equal(r["gather_rows"], rows) and torch.equal(r["gather_flags"], flags)
         assert torch.equal(r["gather_uneven"], rows)
+
+
+def test_two_ranks_elr_memory_synchronizes_to_one_process(ranks) -> None:
+    single = build_loss("elr", num_classes=C_ELR, num_samples=N_ELR)
+    for logits, index in elr_epochs(None):
+        single.update(logits, index)
+    assert single.target[:N_ELR - 2].sum(1).gt(0).all() and not single.target[N_ELR - 2:].any()
+    for r in ranks:
+        torch.testing.assert_close(r["elr_memory"], single.target, rtol=0, atol=0)
+        assert not r["elr_touched"].any()
 
 
 def test_two_ranks_sharded_sampler(ranks) -> None:

@@ -1,4 +1,4 @@
-"""Losses: CE, GCE, SCE against numpy formulas; ELR's index-keyed memory, its update and its checkpointing."""
+"""Losses: CE, GCE, SCE against numpy formulas; ELR's index-keyed memory, its update, checkpointing and syncing."""
 from __future__ import annotations
 
 import numpy as np
@@ -134,6 +134,21 @@ def test_elr_state_dict_round_trip_and_gradients(tmp_path):
     fresh.load_state_dict(torch.load(tmp_path / "loss.pt", weights_only=True))
     torch.testing.assert_close(fresh.target, loss.target, rtol=0, atol=0)
     assert fresh.target[[11, 0, 5, 3, 8]].sum(dim=1).gt(0).all() and not fresh.target[[1, 2]].any()
+
+
+def test_synchronize_in_one_process_keeps_the_memory_and_forgets_the_touched_rows():
+    n = 9
+    loss = build_loss("elr", num_classes=C, num_samples=n)
+    logits, y = _batch(b=4, seed=6)
+    index = torch.tensor([8, 2, 5, 0])
+    loss(logits, y, index)
+    assert loss._touched.nonzero().squeeze(1).tolist() == [0, 2, 5, 8]
+    before = loss.target.clone()
+    loss.synchronize()
+    assert torch.equal(loss.target, before) and not loss._touched.any()
+    assert "_touched" not in loss.state_dict()  # checkpoints hold the memory only
+    for name in ("ce", "gce", "sce"):
+        build_loss(name, num_classes=C, num_samples=n).synchronize()
 
 
 @pytest.mark.parametrize("name", LOSSES)
