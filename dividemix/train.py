@@ -8,13 +8,15 @@ rest unlabelled (their labels co-guessed by both networks).
   --selector fine       F-DivideMix: FINE on eval-mode penultimate features of un-augmented images
 
     python -m dividemix.train --dataset cifar10 --noise_kind sym --noise_rate 0.5 --selector fine
+
+Under ``torchrun`` each process trains both networks on its share of every epoch's samples (DDP), extracts the
+outputs of its share of the training set, and all processes make the same split from the combined outputs.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import math
-import os
 import time
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from data_loader import NoisyDataset
@@ -35,14 +37,17 @@ from dividemix.mixmatch import (co_guess, co_refine, linear_rampup, mixup, neg_e
 from dividemix.recipes import recipe
 from fine.amp import autocast, configure_backends, grad_scaler, prepare_model, unwrap_model
 from fine.args import add_common_args, add_speed_args, check_common_args, fill_defaults
+from fine.distributed import (ShardedRandomSampler, all_reduce_sum, cleanup, gather_by_index, init_distributed,
+                              local_module, on_main, print0, shard_indices, wrap_ddp)
 from fine.errors import UserError, run_cli
 from fine.features import extract_features
 from fine.logger import RunLogger
 from fine.models import create_model
-from fine.run import prepare_run_dir, print_args, resolve_device, seed_everything
-from fine.selection import Selection, fine_select, loss_gmm_select, selection_metrics
-from fine.training import (build_optimizer, build_scheduler, checkpoint, epoch_generator, evaluate_extra_tests,
-                           load_data, predict, restore, save_epoch, save_selection_round, summarize)
+from fine.run import prepare_run_dir, print_args, seed_everything
+from fine.selection import Selection, fine_select, fine_select_distributed, loss_gmm_select, selection_metrics
+from fine.training import (augment_generator, build_optimizer, build_scheduler, checkpoint, epoch_generator,
+                           evaluate_extra_tests, load_data, predict, restore, save_epoch, save_selection_round,
+                           summarize)
 
 SELECTORS = ("loss-gmm", "fine")
 
@@ -94,11 +99,6 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.val_size:
         raise UserError(f"--val_size {args.val_size}: DivideMix trains on the whole training set and reports test "
                         f"accuracy; drop --val_size or pass 0")
-    if args.sync_bn:
-        raise UserError("--sync_bn applies under torchrun; DivideMix trains in one process: drop it")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError("dividemix.train runs in one process (torchrun support is only in dynamic_selection so far); "
-                        "launch it with python -m, not torchrun")
     if args.selector == "fine":
         args.loss_history = None
     elif args.loss_history < 1:
@@ -122,27 +122,26 @@ class TwoViews(Dataset):
 
 
 class DeviceBatches:
-    """Re-iterable training batches of ``indices`` served by a :class:`TensorLoader` (``--data_on_gpu on``).
+    """Re-iterable training batches served by a :class:`TensorLoader` (``--data_on_gpu on``).
 
-    Each iteration draws a fresh order of ``indices`` from ``generator`` (as a ``SubsetRandomSampler`` does) and
-    yields ``(x, y, index)``, or with ``two_views`` ``(x1, x2, y, index)``: the same samples under two independent
-    augmentations, from two generators seeded by ``generator``. ``len`` is the number of batches of one pass.
+    Each iteration takes a fresh order from ``sampler`` (this process's share of a new shuffle) and yields
+    ``(x, y, index)``, or with ``two_views`` ``(x1, x2, y, index)``: the same samples under two independent
+    augmentations, drawn from ``augment``. ``len`` is the number of batches of one pass.
     """
 
-    def __init__(self, loader: TensorLoader, indices: torch.Tensor, generator: torch.Generator, *,
+    def __init__(self, loader: TensorLoader, sampler: ShardedRandomSampler, augment: torch.Generator, *,
                  two_views: bool) -> None:
-        self.loader, self.indices, self.generator, self.two_views = loader, indices.cpu(), generator, two_views
+        self.loader, self.sampler, self.augment, self.two_views = loader, sampler, augment, two_views
 
     def __len__(self) -> int:
-        return self.loader.num_batches(len(self.indices))
+        return self.loader.num_batches(len(self.sampler))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        order = self.indices[torch.randperm(len(self.indices), generator=self.generator)]
+        order = self.sampler.draw()
         if not self.two_views:
-            yield from self.loader.epoch(order, shuffle=False, augment=True, generator=self.generator)
+            yield from self.loader.epoch(order, shuffle=False, augment=True, generator=self.augment)
             return
-        g1, g2 = (torch.Generator().manual_seed(int(s))
-                  for s in torch.randint(2**62, (2,), generator=self.generator))
+        g1, g2 = (torch.Generator().manual_seed(int(s)) for s in torch.randint(2**62, (2,), generator=self.augment))
         views = zip(self.loader.epoch(order, shuffle=False, augment=True, generator=g1),
                     self.loader.epoch(order, shuffle=False, augment=True, generator=g2))
         for (x1, y, index), (x2, _, _) in views:
@@ -154,7 +153,8 @@ def warmup_one_epoch(model: nn.Module, loader: DataLoader | DeviceBatches, optim
                      desc: str, amp: str = "off", scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
     """One epoch of cross-entropy on all samples, plus the negative-entropy penalty when ``confidence_penalty``.
 
-    ``amp`` and ``scaler`` select mixed precision (:mod:`fine.amp`); the loss is computed in float32.
+    ``model`` may be a DDP wrapper; the returned metrics are summed over all processes. ``amp`` and ``scaler``
+    select mixed precision (:mod:`fine.amp`); the loss is computed in float32.
     """
     model.train()
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
@@ -174,7 +174,7 @@ def warmup_one_epoch(model: nn.Module, loader: DataLoader | DeviceBatches, optim
         scaler.update()
         totals += torch.stack([loss.detach() * len(y), (logits.detach().argmax(1) == y).sum(),
                                torch.tensor(len(y), device=device)]).double()
-    loss_sum, hits, n = totals.tolist()
+    loss_sum, hits, n = all_reduce_sum(totals).tolist()
     n = max(n, 1.0)
     return {"loss": loss_sum / n, "acc_noisy": 100 * hits / n}
 
@@ -183,19 +183,23 @@ def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader |
                        unlabelled: DataLoader | DeviceBatches | None, w: torch.Tensor,
                        optimizer: torch.optim.Optimizer, args: argparse.Namespace, epoch: int, num_classes: int,
                        rng: np.random.Generator, device: torch.device, desc: str,
-                       scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
+                       scaler: torch.amp.GradScaler | None = None,
+                       max_batches: int | None = None) -> dict[str, float]:
     """One DivideMix epoch of ``model`` on the split of ``peer``.
 
     ``labelled`` and ``unlabelled`` yield ``(view1, view2, label, index)``; ``w`` (N,) holds the peer's clean
     probability of every training sample, on ``device``. The unlabelled loader is restarted whenever it runs out;
-    without unlabelled samples only the labelled loss and the prior penalty are used. Forward passes run under
-    ``args.amp`` autocast (losses in float32) and the step goes through ``scaler`` (:mod:`fine.amp`).
+    without unlabelled samples only the labelled loss and the prior penalty are used. ``model`` may be a DDP
+    wrapper: only the training forward goes through it, the label refinement and guessing use the module inside
+    (and ``peer`` should be a plain module). Losses are averaged over all processes' batches. Forward passes run
+    under ``args.amp`` autocast (losses in float32) and the step goes through ``scaler`` (:mod:`fine.amp`).
     """
     model.train()
     amp = getattr(args, "amp", "off")
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
+    plain = local_module(model)
     peer.eval()
-    num_iter = len(labelled) if args.num_batches is None else min(len(labelled), args.num_batches)
+    num_iter = len(labelled) if max_batches is None else min(len(labelled), max_batches)
     unlabelled_iter = iter(unlabelled) if unlabelled is not None else None
     totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss, Lx, Lu, penalty sums; batches
     ramp = 0.0
@@ -211,7 +215,7 @@ def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader |
         y, index = y.to(device, non_blocking=True), index.to(device)
         batch = len(y)
         with torch.no_grad():
-            p_x = forward(model, torch.cat([x1, x2])).softmax(1).reshape(2, batch, num_classes).mean(0)
+            p_x = forward(plain, torch.cat([x1, x2])).softmax(1).reshape(2, batch, num_classes).mean(0)
             targets_x = co_refine(F.one_hot(y, num_classes), w[index], p_x, args.T)
             inputs, targets = [x1, x2], [targets_x, targets_x]  # + [u1 and u2 together], [guesses twice]
             if unlabelled_iter is not None:
@@ -222,7 +226,7 @@ def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader |
                     u1, u2, _, _ = next(unlabelled_iter)
                 u = torch.cat([u1, u2]).to(device, non_blocking=True)
                 # Four predictions per sample: both networks on both views.
-                guesses = [forward(m, u).softmax(1).reshape(2, len(u1), num_classes) for m in (model, peer)]
+                guesses = [forward(m, u).softmax(1).reshape(2, len(u1), num_classes) for m in (plain, peer)]
                 targets_u = co_guess([g[v] for g in guesses for v in range(2)], args.T)
                 inputs.append(u)
                 targets += [targets_u, targets_u]
@@ -239,24 +243,35 @@ def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader |
         scaler.update()
         totals += torch.stack([loss.detach(), loss_x.detach(), loss_u.detach(), penalty.detach(),
                                torch.ones((), device=device)]).double()
-    loss_sum, lx_sum, lu_sum, penalty_sum, n = totals.tolist()
+    loss_sum, lx_sum, lu_sum, penalty_sum, n = all_reduce_sum(totals).tolist()
     n = max(n, 1.0)
     return {"loss": loss_sum / n, "loss_x": lx_sum / n, "loss_u": lu_sum / n, "penalty": penalty_sum / n,
             "lambda_u": ramp, "batches": n}
 
 
-def divide(args: argparse.Namespace, model: nn.Module, eval_loader: Iterable, labels: torch.Tensor,
-           num_classes: int, history: list[torch.Tensor],
-           device: torch.device) -> tuple[Selection, list[torch.Tensor]]:
+def divide(args: argparse.Namespace, model: nn.Module, eval_batches: Iterable, labels: torch.Tensor,
+           num_classes: int, history: list[torch.Tensor], device: torch.device,
+           shard: torch.Tensor | None = None) -> tuple[Selection, list[torch.Tensor]]:
     """Split the training set with ``model``'s eval-mode outputs on un-augmented images.
+
+    ``eval_batches`` covers the samples ``shard`` (this process's share under torchrun, each sample in exactly one
+    process's share; None = all samples in a plain run). FINE all-reduces the per-class grams
+    (:func:`fine_select_distributed`); loss-gmm gathers the logits by index. Every process gets the same split.
 
     Returns the selection (``clean_prob`` = w, ``clean_mask`` = w > p_threshold) and the updated history of
     normalised per-sample losses (loss-gmm: the GMM sees the mean of this epoch's and the ``--loss_history`` - 1
     previous epochs' losses, so that many are kept).
     """
-    features, logits = extract_features(unwrap_model(model), eval_loader, len(labels), device)
+    num_samples = len(labels)
+    features, logits = extract_features(unwrap_model(local_module(model)), eval_batches, num_samples, device,
+                                        amp=args.amp)
     if args.selector == "fine":
-        return fine_select(features, labels, num_classes, ref_mask=None, threshold=args.p_threshold), history
+        if shard is None:
+            return fine_select(features, labels, num_classes, ref_mask=None, threshold=args.p_threshold), history
+        return fine_select_distributed(features[shard], labels[shard], shard, num_samples, num_classes,
+                                       threshold=args.p_threshold), history
+    if shard is not None:
+        logits = gather_by_index(logits[shard], shard, num_samples)
     losses = F.cross_entropy(logits, labels, reduction="none")
     sel = loss_gmm_select(losses, threshold=args.p_threshold, history=torch.stack(history) if history else None)
     keep = args.loss_history - 1
@@ -276,7 +291,8 @@ def selection_row(sel: Selection, is_clean: torch.Tensor | None) -> dict[str, fl
 
 def main(args: argparse.Namespace) -> dict:
     args = resolve_args(args)
-    device = resolve_device(args.device)
+    world = init_distributed(args.device)
+    device = world.device
     if args.workers is None:
         args.workers = 4 if device.type == "cuda" else 0
     if args.data_on_gpu == "auto":
@@ -289,12 +305,14 @@ def main(args: argparse.Namespace) -> dict:
     train_set, num_classes = bundle.train, bundle.num_classes
     num_train = len(train_set)
 
-    run_dir, resuming = prepare_run_dir(args, "dividemix", ["method", "loss", "selector"])
+    run_dir, resuming = on_main(lambda: prepare_run_dir(args, "dividemix", ["method", "loss", "selector"]))
     if (run_dir / "summary.json").exists():
-        print(f"{run_dir} already finished; nothing to do")
+        print0(f"{run_dir} already finished; nothing to do")
         return {}
-    print_args(args)
-    print(f"run directory: {run_dir}\ntrain {num_train}, test {len(bundle.test)}; {bundle.noise_info}")
+    if world.is_main:
+        print_args(args)
+    print0(f"run directory: {run_dir}\ntrain {num_train}, test {len(bundle.test)}; {bundle.noise_info}; "
+           f"{world.world_size} process(es)")
 
     seed_everything(args.seed)
     configure_backends(device)
@@ -302,12 +320,16 @@ def main(args: argparse.Namespace) -> dict:
     models = [prepare_model(create_model(args.arch, num_classes, pretrained=args.pretrained,
                                          in_channels=in_channels).to(device),
                             channels_last=args.channels_last, compile=args.compile) for _ in range(2)]
+    train_models = [wrap_ddp(m, world, sync_bn=args.sync_bn) for m in models]  # what the optimisers step through
     scalers = [grad_scaler(device, args.amp) for _ in range(2)]
     optimizers = [build_optimizer(m, args) for m in models]
     schedulers = [build_scheduler(opt, args) for opt in optimizers]
     loader_kw = dict(num_workers=args.workers, pin_memory=device.type == "cuda")
-    eval_loader = DataLoader(train_set.view(bundle.test_transform), batch_size=4 * args.batch_size, shuffle=False,
-                             **loader_kw)
+    # Each process extracts the outputs of its share of the training set (each sample exactly once).
+    eval_shard = shard_indices(torch.arange(num_train), world_size=world.world_size, rank=world.rank, shuffle=False,
+                               pad=False)
+    eval_loader = DataLoader(train_set.view(bundle.test_transform), batch_size=4 * args.batch_size,
+                             sampler=eval_shard.tolist(), **loader_kw)
     test_loader = DataLoader(bundle.test, batch_size=4 * args.batch_size, shuffle=False, **loader_kw)
     extra_loaders = {name: DataLoader(ds, batch_size=4 * args.batch_size, shuffle=False, **loader_kw)
                      for name, ds in bundle.extra_tests.items()}
@@ -321,78 +343,83 @@ def main(args: argparse.Namespace) -> dict:
                             channels_last=args.channels_last)
         warm_fast, eval_fast = copy.copy(fast), copy.copy(fast)  # share the device-resident images
         warm_fast.batch_size, eval_fast.batch_size = 2 * args.batch_size, 4 * args.batch_size
+    # --num_batches counts the batches of all processes together
+    max_batches = None if args.num_batches is None else math.ceil(args.num_batches / world.world_size)
 
     # history[i]: recent normalised losses of network i (loss-gmm); selection: quality of network 1's last split.
     state = {"epoch": -1, "history": [[], []], "best_test": -math.inf, "best_epoch": -1, "last_test": None,
              "selection": None, "elapsed": 0.0}
     if resuming:
         state = restore(run_dir / "last.pt", models, optimizers, schedulers, scalers=scalers)
-    logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1)
+    logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1) if world.is_main else None
     start = time.time() - state["elapsed"]
+
+    def batches_of(indices: torch.Tensor, generator: torch.Generator, augment: torch.Generator, *,
+                   warmup: bool) -> DataLoader | DeviceBatches:
+        """Re-iterable training batches of this process's share of ``indices``, reshuffled on every pass:
+        ``(x, y, index)`` at warm-up (twice the batch size), else ``(view1, view2, y, index)``."""
+        sampler = ShardedRandomSampler(indices, generator, world_size=world.world_size, rank=world.rank)
+        if fast is not None:
+            return DeviceBatches(warm_fast if warmup else fast, sampler, augment, two_views=not warmup)
+        if warmup:
+            return DataLoader(train_set, batch_size=2 * args.batch_size, sampler=sampler, **loader_kw)
+        return DataLoader(two_views, batch_size=args.batch_size, sampler=sampler, **loader_kw)
 
     for epoch in range(state["epoch"] + 1, args.epochs):
         row: dict = {"epoch": epoch, "lr": optimizers[0].param_groups[0]["lr"]}
-        generator = epoch_generator(args.seed, epoch)
-        rng = np.random.default_rng((args.seed % 2**32, epoch))  # mixup weights and partners
+        generator = epoch_generator(args.seed, epoch, world.rank)  # sample order, shared by the processes
+        augment = augment_generator(args.seed, epoch, world.rank)
+        rng = np.random.default_rng((args.seed % 2**32, epoch, world.rank))  # mixup weights and partners
         if epoch < args.warmup:
             # DivideMix warms up on batches of twice the MixMatch size (64 labelled + 64 unlabelled).
-            if warm_fast is not None:
-                loader = DeviceBatches(warm_fast, torch.arange(num_train), generator, two_views=False)
-            else:
-                loader = DataLoader(train_set, batch_size=2 * args.batch_size, shuffle=True, generator=generator,
-                                    **loader_kw)
+            loader = batches_of(torch.arange(num_train), generator, augment, warmup=True)
             for i in range(2):
-                metrics = warmup_one_epoch(models[i], loader, optimizers[i],
-                                           confidence_penalty=args.noise_kind == "asym",
-                                           max_batches=args.num_batches, device=device,
-                                           desc=f"warm-up {epoch} net {i + 1}", amp=args.amp, scaler=scalers[i])
+                metrics = warmup_one_epoch(train_models[i], loader, optimizers[i],
+                                           confidence_penalty=args.noise_kind == "asym", max_batches=max_batches,
+                                           device=device, desc=f"warm-up {epoch} net {i + 1}", amp=args.amp,
+                                           scaler=scalers[i])
                 row.update({f"train/net{i + 1}/{k}": v for k, v in metrics.items()})
         else:
             splits = []
             for i in range(2):
                 t0 = time.time()
-                batches = eval_loader if eval_fast is None else eval_fast.epoch(None, shuffle=False, augment=False)
-                sel, state["history"][i] = divide(args, models[i], batches, noisy, num_classes,
-                                                  state["history"][i], device)
+                batches = eval_loader if eval_fast is None else eval_fast.epoch(eval_shard, shuffle=False,
+                                                                                augment=False)
+                sel, state["history"][i] = divide(args, models[i], batches, noisy, num_classes, state["history"][i],
+                                                  device, shard=eval_shard if world.world_size > 1 else None)
                 splits.append(sel)
                 tag = f"select/net{i + 1}"
                 row[f"{tag}/seconds"] = time.time() - t0
                 sel_metrics = selection_row(sel, is_clean)
                 row.update({f"{tag}/{k}": v for k, v in sel_metrics.items()})
                 if is_clean is not None:
-                    logger.histogram(f"{tag}/prob_clean", sel.clean_prob[is_clean], epoch)
-                    logger.histogram(f"{tag}/prob_noisy", sel.clean_prob[~is_clean], epoch)
+                    if logger is not None:
+                        logger.histogram(f"{tag}/prob_clean", sel.clean_prob[is_clean], epoch)
+                        logger.histogram(f"{tag}/prob_noisy", sel.clean_prob[~is_clean], epoch)
                     if i == 0:
                         state["selection"] = {k: sel_metrics[k] for k in
                                               ("precision", "recall", "f1", "specificity", "accuracy", "selected")}
-                save_selection_round(run_dir / "selection" / f"round_{epoch:03d}_net{i + 1}.npz", sel,
-                                     train_set.noisy_labels, train_set.clean_labels)
+                if world.is_main:
+                    save_selection_round(run_dir / "selection" / f"round_{epoch:03d}_net{i + 1}.npz", sel,
+                                         train_set.noisy_labels, train_set.clean_labels)
             for i in range(2):
                 peer = 1 - i
                 sel = splits[peer]  # co-divide: network i learns from its peer's split
-                labelled_idx = sel.clean_mask.nonzero().squeeze(1)
-                unlabelled_idx = (~sel.clean_mask).nonzero().squeeze(1)
+                labelled_idx = sel.clean_mask.nonzero().squeeze(1).cpu()
+                unlabelled_idx = (~sel.clean_mask).nonzero().squeeze(1).cpu()
                 tag = f"train/net{i + 1}"
                 row[f"{tag}/labelled"], row[f"{tag}/unlabelled"] = len(labelled_idx), len(unlabelled_idx)
                 if len(labelled_idx) == 0:
-                    print(f"epoch {epoch}: network {peer + 1} labelled no sample clean; network {i + 1} skips "
-                          f"this epoch")
+                    print0(f"epoch {epoch}: network {peer + 1} labelled no sample clean; network {i + 1} skips "
+                           f"this epoch")
                     continue
-                if fast is not None:
-                    labelled = DeviceBatches(fast, labelled_idx, generator, two_views=True)
-                    unlabelled = (DeviceBatches(fast, unlabelled_idx, generator, two_views=True)
-                                  if len(unlabelled_idx) > 0 else None)
-                else:
-                    labelled = DataLoader(two_views, batch_size=args.batch_size, **loader_kw,
-                                          sampler=SubsetRandomSampler(labelled_idx.tolist(), generator=generator))
-                    unlabelled = None
-                    if len(unlabelled_idx) > 0:
-                        unlabelled = DataLoader(two_views, batch_size=args.batch_size, **loader_kw,
-                                                sampler=SubsetRandomSampler(unlabelled_idx.tolist(),
-                                                                            generator=generator))
-                metrics = mixmatch_one_epoch(models[i], models[peer], labelled, unlabelled,
+                labelled = batches_of(labelled_idx, generator, augment, warmup=False)
+                unlabelled = (batches_of(unlabelled_idx, generator, augment, warmup=False)
+                              if len(unlabelled_idx) > 0 else None)
+                metrics = mixmatch_one_epoch(train_models[i], models[peer], labelled, unlabelled,
                                              sel.clean_prob.to(device), optimizers[i], args, epoch, num_classes, rng,
-                                             device, desc=f"epoch {epoch} net {i + 1}", scaler=scalers[i])
+                                             device, desc=f"epoch {epoch} net {i + 1}", scaler=scalers[i],
+                                             max_batches=max_batches)
                 row.update({f"{tag}/{k}": v for k, v in metrics.items()})
         losses = [row[f"train/net{i + 1}/loss"] for i in range(2) if f"train/net{i + 1}/loss" in row]
         row["train/loss"] = sum(losses) / len(losses) if losses else None
@@ -416,13 +443,16 @@ def main(args: argparse.Namespace) -> dict:
         if improved:
             state.update(best_test=row["test/acc"], best_epoch=epoch)
         state.update(epoch=epoch, last_test=row["test/acc"], elapsed=time.time() - start)
-        logger.epoch_row(row)
-        save_epoch(run_dir, checkpoint(args, state, models, optimizers, schedulers, scalers=scalers), improved)
+        if world.is_main:
+            logger.epoch_row(row)
+            save_epoch(run_dir, checkpoint(args, state, models, optimizers, schedulers, scalers=scalers), improved)
         loss_text = f"loss {row['train/loss']:.4f}" if row["train/loss"] is not None else "no training"
-        print(f"epoch {epoch:3d} {loss_text} test {row['test/acc']:.2f} "
-              f"(best {state['best_test']:.2f} @ {state['best_epoch']})")
+        print0(f"epoch {epoch:3d} {loss_text} test {row['test/acc']:.2f} "
+               f"(best {state['best_test']:.2f} @ {state['best_epoch']})")
 
-    return summarize(logger, "dividemix", args, state, run_dir, time.time() - start, None)
+    summary = on_main(lambda: summarize(logger, "dividemix", args, state, run_dir, time.time() - start, None))
+    cleanup()
+    return summary
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ from fine.distributed import (all_reduce_sum, cleanup, gather_by_index, init_dis
                               shard_indices, wrap_ddp)
 from fine.selection import (Selection, fine_select, fine_select_distributed, loss_gmm_select, selection_metrics,
                             small_loss_select)
-from fine.training import (build_optimizer, build_scheduler, checkpoint, epoch_generator, evaluate,
-                           evaluate_extra_tests, load_data, restore, save_epoch, save_selection_round, summarize)
+from fine.training import (augment_generator, build_optimizer, build_scheduler, checkpoint, epoch_generator,
+                           evaluate, evaluate_extra_tests, load_data, restore, save_epoch, save_selection_round,
+                           summarize)
 
 METHODS = ("standard", "fine", "f-coteaching", "coteaching", "coteaching+")
 SELECTORS = ("fine", "small-loss", "loss-gmm")
@@ -260,9 +261,6 @@ def main(args: argparse.Namespace) -> dict:
     args = resolve_args(args)
     world = init_distributed(args.device)
     device = world.device
-    if world.world_size > 1 and args.loss == "elr":
-        raise UserError("--loss elr keeps a per-sample target memory that torchrun processes do not share yet; "
-                        "run it in one process")
     if args.workers is None:
         args.workers = 4 if device.type == "cuda" else 0
     if args.data_on_gpu == "auto":
@@ -321,13 +319,13 @@ def main(args: argparse.Namespace) -> dict:
     logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1) if world.is_main else None
     start = time.time() - state["elapsed"]
 
-    def batches_of(indices: list[int], generator: torch.Generator) -> Iterable:
+    def batches_of(indices: list[int], augment: torch.Generator) -> Iterable:
         """This process's training batches of these samples in this order (its shard under torchrun), on the device
-        (fast path) or from a DataLoader."""
+        (fast path, augmented from ``augment``) or from a DataLoader."""
         local = shard_indices(torch.tensor(indices), world_size=world.world_size, rank=world.rank, shuffle=False,
                               pad=True)
         if fast is not None:
-            return fast.epoch(local, shuffle=False, augment=True, generator=generator)
+            return fast.epoch(local, shuffle=False, augment=True, generator=augment)
         return DataLoader(train_set, sampler=local.tolist(), **loader_kw)
 
     # Under torchrun each process extracts the features of its share of the samples (each sample exactly once).
@@ -338,17 +336,15 @@ def main(args: argparse.Namespace) -> dict:
 
     for epoch in range(state["epoch"] + 1, args.epochs):
         row: dict = {"epoch": epoch, "lr": optimizers[0].param_groups[0]["lr"]}
-        generator = epoch_generator(args.seed, epoch)
-        if world.world_size > 1:  # shared sample order, but each process draws its own augmentations
-            torch.manual_seed(args.seed * 100_003 + epoch + 7919 * world.rank)
-            generator = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
+        generator = epoch_generator(args.seed, epoch, world.rank)  # sample order, shared by the processes
+        augment = augment_generator(args.seed, epoch, world.rank)  # this process's augmentations (fast path)
         if args.method in SELECTING and epoch >= args.warmup and (epoch - args.warmup) % args.every == 0:
             for i in range(num_nets):
                 t0 = time.time()
                 batches = eval_loader
                 if fast is not None:
-                    batches = fast.epoch(eval_shard, shuffle=False, augment=args.aug_features, generator=generator)
-                features, logits = extract_features(unwrap_model(models[i]), batches, num_train, device)
+                    batches = fast.epoch(eval_shard, shuffle=False, augment=args.aug_features, generator=augment)
+                features, logits = extract_features(unwrap_model(models[i]), batches, num_train, device, amp=args.amp)
                 ref_mask = state["ref_masks"][i] if args.reference == "previous" else None
                 if world.world_size == 1:
                     sel = select(args, features, logits, noisy, num_classes, ref_mask)
@@ -379,7 +375,7 @@ def main(args: argparse.Namespace) -> dict:
         if args.method in ("coteaching", "coteaching+"):
             indices = epoch_samples(args, noisy, None, num_classes, generator)
             metrics, state["step"] = train_one_epoch_coteaching(
-                train_models, batches_of(indices, generator), optimizers, loss_fns, forget_rate_at(args, epoch),
+                train_models, batches_of(indices, augment), optimizers, loss_fns, forget_rate_at(args, epoch),
                 disagree=args.method == "coteaching+", step=state["step"], init_steps=args.init_steps,
                 is_clean=is_clean_dev, device=device, desc=f"epoch {epoch}", amp=args.amp, scalers=scalers)
             row.update({f"train/{k}": v for k, v in metrics.items()})
@@ -388,7 +384,7 @@ def main(args: argparse.Namespace) -> dict:
                 mask = state["train_masks"][i]
                 indices = epoch_samples(args, noisy, None if mask is None else mask.nonzero().squeeze(1),
                                         num_classes, generator)
-                metrics = train_one_epoch(train_models[i], batches_of(indices, generator), optimizers[i], loss_fns[i],
+                metrics = train_one_epoch(train_models[i], batches_of(indices, augment), optimizers[i], loss_fns[i],
                                           clean_dev, device,
                                           desc=f"epoch {epoch}" + (f" net {i + 1}" if num_nets > 1 else ""),
                                           amp=args.amp, scaler=scalers[i],
@@ -396,6 +392,8 @@ def main(args: argparse.Namespace) -> dict:
                 tag = f"train/net{i + 1}" if i else "train"
                 row.update({f"{tag}/{k}": v for k, v in metrics.items()})
                 row[f"{tag}/samples"] = len(indices)
+        for loss_fn in loss_fns:  # each process updated its shard's ELR memory rows; rank 0 checkpoints all of them
+            loss_fn.synchronize()
         if not math.isfinite(row["train/loss"]):
             raise UserError(f"training diverged at epoch {epoch} (loss {row['train/loss']}); the last good "
                             f"checkpoint is {run_dir / 'last.pt'}; lower --lr and start again")

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import Sampler
 
 from fine.errors import UserError
 from fine.run import resolve_device
@@ -217,6 +218,38 @@ def shard_indices(indices: torch.Tensor, *, world_size: int, rank: int, shuffle:
         total = math.ceil(n / world_size) * world_size
         indices = indices.repeat(math.ceil(total / n))[:total]
     return indices[rank::world_size]
+
+
+class ShardedRandomSampler(Sampler[int]):
+    """A fresh shuffle of ``indices`` on every pass, dealt out between the processes (this rank's part).
+
+    Each ``iter`` draws one permutation from ``generator`` (in the same state on every rank, so the ranks agree on
+    it) and yields this rank's padded shard of it (:func:`shard_indices` with ``pad=True``): every rank yields
+    ``ceil(n / world_size)`` indices, as DDP's equal batch counts need. In a world of size 1 it yields exactly what
+    ``SubsetRandomSampler(indices, generator)`` yields.
+    """
+
+    def __init__(self, indices: torch.Tensor, generator: torch.Generator, *, world_size: int = 1,
+                 rank: int = 0) -> None:
+        self.indices, self.generator = torch.as_tensor(indices, dtype=torch.int64).cpu(), generator
+        self.world_size, self.rank = world_size, rank
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.indices) / self.world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.draw().tolist())
+
+    def draw(self) -> torch.Tensor:
+        """(ceil(n / world_size),) int64: this rank's indices for one pass, in order."""
+        return shard_indices(self.indices, world_size=self.world_size, rank=self.rank, shuffle=True, pad=True,
+                             generator=self.generator)
+
+
+def local_module(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (``model`` itself otherwise): for forward passes that
+    take no gradient step, which need no gradient synchronisation."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def on_main(fn: Callable[[], T]) -> T:

@@ -57,13 +57,22 @@ def build_scheduler(optimizer: torch.optim.Optimizer, args: argparse.Namespace) 
     return EpochSchedule(optimizer, args)
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """Seeds every epoch's shuffling and augmentation from (seed, epoch), so a resumed run repeats them exactly.
+def epoch_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    """The generator of the epoch's sample order, seeded from (seed, epoch) and the same on every process, so a
+    resumed run repeats the order exactly and torchrun processes agree on it.
 
-    Also reseeds torch's global generator, which the dataset transforms draw from when ``num_workers`` is 0.
+    Also reseeds torch's global generator, which the dataset transforms draw from when ``num_workers`` is 0,
+    differently on each ``rank`` so that the processes draw different augmentations.
     """
-    torch.manual_seed(seed * 100_003 + epoch)
+    torch.manual_seed(seed * 100_003 + epoch + 7919 * rank)
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def augment_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    """The generator of one process's augmentations in an epoch on the device-resident path, from (seed, epoch,
+    rank): repeatable on resume, different between processes and independent of the sample-order generator."""
+    state = np.random.SeedSequence([seed, epoch, rank, 1]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
 
 
 @torch.no_grad()

@@ -63,9 +63,9 @@ def test_selection_runs_at_scheduled_epochs_on_unaugmented_features(tmp_path, mo
     seen = []
     real = ds.extract_features
 
-    def spy(model, loader, num_samples, device):
+    def spy(model, loader, num_samples, device, **kw):
         seen.append(loader.dataset.transform)
-        return real(model, loader, num_samples, device)
+        return real(model, loader, num_samples, device, **kw)
 
     monkeypatch.setattr(ds, "extract_features", spy)
     summary = run(tmp_path, "--method", "fine", "--epochs", "7", "--warmup", "2", "--every", "2")

@@ -1,7 +1,9 @@
-"""The sample-selection trainer under ``torchrun`` with 2 CPU processes (gloo): one run, written once by rank 0."""
+"""Both trainers under ``torchrun`` with 2 CPU processes (gloo): one run, written once by rank 0, selecting what one
+process selects."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -12,6 +14,8 @@ import numpy as np
 import pytest
 import torch.distributed as dist
 
+from fine.checkpoint import load_checkpoint
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -19,9 +23,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="torch built without gloo")
+
+
+def torchrun(tmp_path: Path, *flags: str, trainer: str = "dynamic_selection") -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "-m", "dynamic_selection.train", "--dataset", "digits", "--device",
+           "--master_port", str(free_port()), "-m", f"{trainer}.train", "--dataset", "digits", "--device",
            "cpu", "--data_path", str(tmp_path / "data"), "--output", str(tmp_path / "runs"), "--epochs", "2",
            "--batch_size", "64", *flags]
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
@@ -29,7 +37,7 @@ def torchrun(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
                           cwd=Path(__file__).resolve().parent.parent)
 
 
-@pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="torch built without gloo")
+@needs_gloo
 @pytest.mark.parametrize("method", ["fine", "coteaching"])
 def test_two_process_run_writes_once_and_selects(tmp_path, method):
     extra = ["--warmup", "1", "--every", "1"] if method == "fine" else []
@@ -51,6 +59,65 @@ def test_two_process_run_writes_once_and_selects(tmp_path, method):
     assert rows[0]["train/samples"] == 1297 if method == "fine" else rows[0]["train/kept_fraction"] > 0.5
 
 
+@needs_gloo
+def test_two_process_elr_checkpoints_the_memory_of_every_sample(tmp_path):
+    proc = torchrun(tmp_path, "--method", "standard", "--loss", "elr")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = [p.parent for p in (tmp_path / "runs").rglob("summary.json")]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    memory = load_checkpoint(run_dir / "last.pt")["losses"][0]["target"]  # (N, C), written by rank 0
+    # every sample is trained on each epoch, half of them by rank 1: its rows reached rank 0's memory
+    assert memory.shape[0] == rows[0]["train/samples"] == 1297
+    assert bool(memory.sum(dim=1).gt(0).all())
+
+
 def test_sync_bn_needs_cuda(tmp_path):
     proc = torchrun(tmp_path, "--method", "standard", "--sync_bn")
     assert proc.returncode != 0 and "--sync_bn needs CUDA devices" in proc.stderr
+
+
+def only_run_dir(root: Path) -> Path:
+    (run_dir,) = [p.parent for p in root.rglob("summary.json")]
+    return run_dir
+
+
+@needs_gloo
+def test_two_process_dividemix_warms_up_and_trains_once(tmp_path):
+    proc = torchrun(tmp_path, "--warmup", "1", "--selector", "fine", "--noise_kind", "sym", "--noise_rate", "0.4",
+                    trainer="dividemix")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path / "runs")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert sorted(p.name for p in run_dir.glob("*.pt")) == ["best.pt", "last.pt"]
+    assert proc.stdout.count("done: best test") == 1
+    assert rows[0]["train/net1/acc_noisy"] > 0 and rows[0]["train/net2/acc_noisy"] > 0  # warm-up, both networks
+    for net in (1, 2):
+        assert rows[1][f"train/net{net}/labelled"] + rows[1][f"train/net{net}/unlabelled"] == 1437
+        assert np.isfinite(rows[1][f"train/net{net}/loss_u"])
+        # the epoch's labelled samples were split between the two processes: each ran half the batches
+        assert rows[1][f"train/net{net}/batches"] == 2 * math.ceil(rows[1][f"train/net{net}/labelled"] / 2 / 64)
+
+
+@needs_gloo
+@pytest.mark.parametrize("selector", ["loss-gmm", "fine"])
+def test_two_process_dividemix_split_equals_one_process(tmp_path, selector):
+    """With no warm-up the first split comes from the seeded initial networks, the same in both runs: the two
+    processes, each extracting half the training set, must make the split one process makes."""
+    flags = ["--warmup", "0", "--epochs", "1", "--selector", selector, "--noise_kind", "sym", "--noise_rate", "0.4"]
+    proc = torchrun(tmp_path, *flags, trainer="dividemix")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = subprocess.run([sys.executable, "-m", "dividemix.train", "--dataset", "digits", "--device", "cpu",
+                             "--data_path", str(tmp_path / "data"), "--output", str(tmp_path / "single"),
+                             "--batch_size", "64", *flags], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES=""),
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert single.returncode == 0, single.stderr[-3000:]
+    for net in (1, 2):
+        name = f"selection/round_000_net{net}.npz"
+        two, one = (np.load(only_run_dir(tmp_path / root) / name) for root in ("runs", "single"))
+        assert 0 < two["mask"].sum() < len(two["mask"])
+        np.testing.assert_allclose(two["scores"], one["scores"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(two["clean_prob"], one["clean_prob"], atol=1e-3)
+        assert np.mean(two["mask"] == one["mask"]) > 0.999
