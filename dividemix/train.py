@@ -9,6 +9,10 @@ rest unlabelled (their labels co-guessed by both networks).
 
     python -m dividemix.train --dataset cifar10 --noise_kind sym --noise_rate 0.5 --selector fine
 
+With ``--num_batches`` (the Clothing1M recipe) every epoch works on a fresh class-balanced draw of
+``num_batches * 2 * batch_size`` training samples, as the published DivideMix code does: warm-up trains on it and each
+network splits only it, so a round costs as much as an epoch, not a pass over the million images.
+
 Under ``torchrun`` each process trains both networks on its share of every epoch's samples (DDP), extracts the
 outputs of its share of the training set, and all processes make the same split from the combined outputs.
 """
@@ -30,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from data_loader import NoisyDataset
+from data_loader.sampling import balanced_epoch_indices
 from data_loader.tensor_loader import TensorLoader
 from data_loader.transforms import AUGMENTATION
 from dividemix.mixmatch import (co_guess, co_refine, linear_rampup, mixup, neg_entropy_penalty, soft_cross_entropy,
@@ -103,6 +108,9 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         args.loss_history = None
     elif args.loss_history < 1:
         raise UserError(f"--loss_history must be at least 1, got {args.loss_history}")
+    elif args.loss_history > 1 and args.num_batches is not None:
+        raise UserError(f"--loss_history {args.loss_history} averages losses over epochs, but with --num_batches "
+                        f"every epoch splits a different draw of samples; drop one of them")
     return args
 
 
@@ -250,28 +258,31 @@ def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader |
 
 
 def divide(args: argparse.Namespace, model: nn.Module, eval_batches: Iterable, labels: torch.Tensor,
-           num_classes: int, history: list[torch.Tensor], device: torch.device,
-           shard: torch.Tensor | None = None) -> tuple[Selection, list[torch.Tensor]]:
-    """Split the training set with ``model``'s eval-mode outputs on un-augmented images.
+           num_classes: int, history: list[torch.Tensor], device: torch.device, pool: torch.Tensor,
+           local: torch.Tensor | None = None) -> tuple[Selection, list[torch.Tensor]]:
+    """Split the samples ``pool`` with ``model``'s eval-mode outputs on un-augmented images.
 
-    ``eval_batches`` covers the samples ``shard`` (this process's share under torchrun, each sample in exactly one
-    process's share; None = all samples in a plain run). FINE all-reduces the per-class grams
-    (:func:`fine_select_distributed`); loss-gmm gathers the logits by index. Every process gets the same split.
+    ``pool`` (n,) distinct dataset indices (all N samples, or the epoch's draw with ``--num_batches``); ``labels``
+    (N,) the noisy labels of the whole training set. ``eval_batches`` covers the samples ``pool[local]``: this
+    process's share under torchrun, each sample of the pool in exactly one process's share (``local`` = None: the
+    whole pool, a plain run). FINE then all-reduces the per-class grams (:func:`fine_select_distributed`) and
+    loss-gmm gathers the logits by position; every process gets the same split.
 
-    Returns the selection (``clean_prob`` = w, ``clean_mask`` = w > p_threshold) and the updated history of
-    normalised per-sample losses (loss-gmm: the GMM sees the mean of this epoch's and the ``--loss_history`` - 1
-    previous epochs' losses, so that many are kept).
+    Returns the selection over the pool (row ``j`` = sample ``pool[j]``; ``clean_prob`` = w, ``clean_mask`` = w >
+    p_threshold) and the updated history of normalised per-sample losses (loss-gmm: the GMM sees the mean of this
+    epoch's and the ``--loss_history`` - 1 previous epochs' losses, so that many are kept).
     """
-    num_samples = len(labels)
-    features, logits = extract_features(unwrap_model(local_module(model)), eval_batches, num_samples, device,
-                                        amp=args.amp)
+    n = len(pool)
+    features, logits = extract_features(unwrap_model(local_module(model)), eval_batches, len(labels), device,
+                                        amp=args.amp, subset=pool)
+    labels = labels[pool]
     if args.selector == "fine":
-        if shard is None:
+        if local is None:
             return fine_select(features, labels, num_classes, ref_mask=None, threshold=args.p_threshold), history
-        return fine_select_distributed(features[shard], labels[shard], shard, num_samples, num_classes,
+        return fine_select_distributed(features[local], labels[local], local, n, num_classes,
                                        threshold=args.p_threshold), history
-    if shard is not None:
-        logits = gather_by_index(logits[shard], shard, num_samples)
+    if local is not None:
+        logits = gather_by_index(logits[local], local, n)
     losses = F.cross_entropy(logits, labels, reduction="none")
     sel = loss_gmm_select(losses, threshold=args.p_threshold, history=torch.stack(history) if history else None)
     keep = args.loss_history - 1
@@ -325,11 +336,7 @@ def main(args: argparse.Namespace) -> dict:
     optimizers = [build_optimizer(m, args) for m in models]
     schedulers = [build_scheduler(opt, args) for opt in optimizers]
     loader_kw = dict(num_workers=args.workers, pin_memory=device.type == "cuda")
-    # Each process extracts the outputs of its share of the training set (each sample exactly once).
-    eval_shard = shard_indices(torch.arange(num_train), world_size=world.world_size, rank=world.rank, shuffle=False,
-                               pad=False)
-    eval_loader = DataLoader(train_set.view(bundle.test_transform), batch_size=4 * args.batch_size,
-                             sampler=eval_shard.tolist(), **loader_kw)
+    eval_set = train_set.view(bundle.test_transform)
     test_loader = DataLoader(bundle.test, batch_size=4 * args.batch_size, shuffle=False, **loader_kw)
     extra_loaders = {name: DataLoader(ds, batch_size=4 * args.batch_size, shuffle=False, **loader_kw)
                      for name, ds in bundle.extra_tests.items()}
@@ -345,6 +352,7 @@ def main(args: argparse.Namespace) -> dict:
         warm_fast.batch_size, eval_fast.batch_size = 2 * args.batch_size, 4 * args.batch_size
     # --num_batches counts the batches of all processes together
     max_batches = None if args.num_batches is None else math.ceil(args.num_batches / world.world_size)
+    pool = torch.arange(num_train)  # the samples of an epoch: all, or a fresh class-balanced draw (--num_batches)
 
     # history[i]: recent normalised losses of network i (loss-gmm); selection: quality of network 1's last split.
     state = {"epoch": -1, "history": [[], []], "best_test": -math.inf, "best_epoch": -1, "last_test": None,
@@ -370,9 +378,13 @@ def main(args: argparse.Namespace) -> dict:
         generator = epoch_generator(args.seed, epoch, world.rank)  # sample order, shared by the processes
         augment = augment_generator(args.seed, epoch, world.rank)
         rng = np.random.default_rng((args.seed % 2**32, epoch, world.rank))  # mixup weights and partners
+        if args.num_batches is not None:  # distinct samples, so a class short of its share gives fewer
+            pool = balanced_epoch_indices(noisy, None, args.num_batches * 2 * args.batch_size, num_classes,
+                                          generator).unique()
+        pool_is_clean = is_clean[pool] if is_clean is not None else None
         if epoch < args.warmup:
             # DivideMix warms up on batches of twice the MixMatch size (64 labelled + 64 unlabelled).
-            loader = batches_of(torch.arange(num_train), generator, augment, warmup=True)
+            loader = batches_of(pool, generator, augment, warmup=True)
             for i in range(2):
                 metrics = warmup_one_epoch(train_models[i], loader, optimizers[i],
                                            confidence_penalty=args.noise_kind == "asym", max_batches=max_batches,
@@ -380,33 +392,41 @@ def main(args: argparse.Namespace) -> dict:
                                            scaler=scalers[i])
                 row.update({f"train/net{i + 1}/{k}": v for k, v in metrics.items()})
         else:
+            # Each process extracts the outputs of its share of the pool (each sample exactly once).
+            local = shard_indices(torch.arange(len(pool)), world_size=world.world_size, rank=world.rank,
+                                  shuffle=False, pad=False)
             splits = []
             for i in range(2):
                 t0 = time.time()
-                batches = eval_loader if eval_fast is None else eval_fast.epoch(eval_shard, shuffle=False,
-                                                                                augment=False)
+                if eval_fast is None:
+                    batches = DataLoader(eval_set, batch_size=4 * args.batch_size, sampler=pool[local].tolist(),
+                                         **loader_kw)
+                else:
+                    batches = eval_fast.epoch(pool[local], shuffle=False, augment=False)
                 sel, state["history"][i] = divide(args, models[i], batches, noisy, num_classes, state["history"][i],
-                                                  device, shard=eval_shard if world.world_size > 1 else None)
+                                                  device, pool, local if world.world_size > 1 else None)
                 splits.append(sel)
                 tag = f"select/net{i + 1}"
                 row[f"{tag}/seconds"] = time.time() - t0
-                sel_metrics = selection_row(sel, is_clean)
+                sel_metrics = selection_row(sel, pool_is_clean)
                 row.update({f"{tag}/{k}": v for k, v in sel_metrics.items()})
-                if is_clean is not None:
+                if pool_is_clean is not None:
                     if logger is not None:
-                        logger.histogram(f"{tag}/prob_clean", sel.clean_prob[is_clean], epoch)
-                        logger.histogram(f"{tag}/prob_noisy", sel.clean_prob[~is_clean], epoch)
+                        logger.histogram(f"{tag}/prob_clean", sel.clean_prob[pool_is_clean], epoch)
+                        logger.histogram(f"{tag}/prob_noisy", sel.clean_prob[~pool_is_clean], epoch)
                     if i == 0:
                         state["selection"] = {k: sel_metrics[k] for k in
                                               ("precision", "recall", "f1", "specificity", "accuracy", "selected")}
                 if world.is_main:
+                    clean_labels = train_set.clean_labels
                     save_selection_round(run_dir / "selection" / f"round_{epoch:03d}_net{i + 1}.npz", sel,
-                                         train_set.noisy_labels, train_set.clean_labels)
+                                         np.asarray(train_set.noisy_labels)[pool.numpy()],
+                                         None if clean_labels is None else np.asarray(clean_labels)[pool.numpy()],
+                                         samples=None if args.num_batches is None else pool)
             for i in range(2):
                 peer = 1 - i
                 sel = splits[peer]  # co-divide: network i learns from its peer's split
-                labelled_idx = sel.clean_mask.nonzero().squeeze(1).cpu()
-                unlabelled_idx = (~sel.clean_mask).nonzero().squeeze(1).cpu()
+                labelled_idx, unlabelled_idx = pool[sel.clean_mask.cpu()], pool[~sel.clean_mask.cpu()]
                 tag = f"train/net{i + 1}"
                 row[f"{tag}/labelled"], row[f"{tag}/unlabelled"] = len(labelled_idx), len(unlabelled_idx)
                 if len(labelled_idx) == 0:
@@ -416,8 +436,10 @@ def main(args: argparse.Namespace) -> dict:
                 labelled = batches_of(labelled_idx, generator, augment, warmup=False)
                 unlabelled = (batches_of(unlabelled_idx, generator, augment, warmup=False)
                               if len(unlabelled_idx) > 0 else None)
+                w = sel.clean_prob.new_zeros(num_train, device=device)  # the peer's clean probability by index
+                w[pool.to(device)] = sel.clean_prob.to(device)
                 metrics = mixmatch_one_epoch(train_models[i], models[peer], labelled, unlabelled,
-                                             sel.clean_prob.to(device), optimizers[i], args, epoch, num_classes, rng,
+                                             w, optimizers[i], args, epoch, num_classes, rng,
                                              device, desc=f"epoch {epoch} net {i + 1}", scaler=scalers[i],
                                              max_batches=max_batches)
                 row.update({f"{tag}/{k}": v for k, v in metrics.items()})

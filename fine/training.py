@@ -116,15 +116,22 @@ def evaluate_extra_tests(models: nn.Module | list[nn.Module], loaders: dict[str,
     return row
 
 
-def save_selection_round(path: Path, sel: Selection, noisy_labels: np.ndarray,
-                         clean_labels: np.ndarray | None) -> None:
-    """Save one round's selection (``indices``, ``scores``, ``clean_prob``, ``mask``, labels) as ``.npz``."""
+def save_selection_round(path: Path, sel: Selection, noisy_labels: np.ndarray, clean_labels: np.ndarray | None,
+                         samples: torch.Tensor | None = None) -> None:
+    """Save one round's selection (``indices``, ``scores``, ``clean_prob``, ``mask``, labels) as ``.npz``.
+
+    ``samples`` (n,): the dataset indices of ``sel``'s rows when it covers a subset of the training set (saved as
+    ``samples``; ``indices`` then holds the selected samples' dataset indices, and the other arrays are per row).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"indices": sel.clean_mask.nonzero().squeeze(1).cpu().numpy(), "mask": sel.clean_mask.cpu().numpy(),
-              "scores": sel.scores.float().cpu().numpy(), "clean_prob": sel.clean_prob.float().cpu().numpy(),
-              "noisy_labels": np.asarray(noisy_labels)}
+    rows = sel.clean_mask.nonzero().squeeze(1).cpu()
+    arrays = {"indices": (rows if samples is None else samples.cpu()[rows]).numpy(),
+              "mask": sel.clean_mask.cpu().numpy(), "scores": sel.scores.float().cpu().numpy(),
+              "clean_prob": sel.clean_prob.float().cpu().numpy(), "noisy_labels": np.asarray(noisy_labels)}
     if clean_labels is not None:
         arrays["clean_labels"] = np.asarray(clean_labels)
+    if samples is not None:
+        arrays["samples"] = samples.cpu().numpy()
     tmp = path.with_name(f".{path.stem}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)

@@ -15,12 +15,13 @@ from fine.distributed import ShardedRandomSampler
 from fine.errors import UserError, run_cli
 
 NUM_TRAIN = 1437  # the digits training split
+POOL = 3 * 2 * 32  # --num_batches 3: each epoch draws 3 batches of 32 labelled + 32 unlabelled samples
 
 
-def _argv(tmp_path: Path, *extra: str) -> list[str]:
+def _argv(tmp_path: Path, *extra: str, num_batches: bool = True) -> list[str]:
     return ["--dataset", "digits", "--noise_kind", "sym", "--noise_rate", "0.5", "--epochs", "2", "--warmup", "1",
-            "--batch_size", "32", "--num_batches", "3", "--device", "cpu", "--output", str(tmp_path / "runs"),
-            "--data_path", str(tmp_path / "data"), *extra]
+            "--batch_size", "32", "--device", "cpu", "--output", str(tmp_path / "runs"),
+            "--data_path", str(tmp_path / "data"), *(["--num_batches", "3"] if num_batches else []), *extra]
 
 
 def _run(argv: list[str]) -> dict:
@@ -48,18 +49,24 @@ def test_two_epoch_run_writes_sane_outputs(tmp_path, selector):
     assert mixmatch["epoch"] == 1 and mixmatch["val/acc"] is None
     assert mixmatch["test/acc"] == summary["last_test_acc"]
     for net in (1, 2):
-        assert 0 < mixmatch[f"select/net{net}/selected"] <= NUM_TRAIN
+        assert 0 < mixmatch[f"select/net{net}/selected"] <= POOL
         assert 0 <= mixmatch[f"select/net{net}/auc"] <= 1 and 0 <= mixmatch[f"select/net{net}/f1"] <= 1
-        assert mixmatch[f"train/net{net}/labelled"] + mixmatch[f"train/net{net}/unlabelled"] == NUM_TRAIN
-        assert mixmatch[f"train/net{net}/batches"] == 3 and np.isfinite(mixmatch[f"train/net{net}/loss"])
-        # The first iteration of the first MixMatch epoch has a ramp of 0; the last one 2/3 of an epoch in.
-        assert mixmatch[f"train/net{net}/lambda_u"] == pytest.approx(25 * (2 / 3) / 16)
+        # each network splits only the epoch's class-balanced draw of samples
+        assert mixmatch[f"train/net{net}/labelled"] + mixmatch[f"train/net{net}/unlabelled"] == POOL
+        batches = min(3, -(-mixmatch[f"train/net{net}/labelled"] // 32))  # at most --num_batches
+        assert mixmatch[f"train/net{net}/batches"] == batches and np.isfinite(mixmatch[f"train/net{net}/loss"])
+        # The first iteration of the first MixMatch epoch has a ramp of 0; the last one (batches - 1) / batches in.
+        assert mixmatch[f"train/net{net}/lambda_u"] == pytest.approx(25 * ((batches - 1) / batches) / 16)
     assert mixmatch["train/net1/labelled"] == mixmatch["select/net2/selected"]
 
     saved = np.load(run_dir / "selection" / "round_001_net1.npz")
-    assert saved["mask"].shape == (NUM_TRAIN,) and saved["mask"].sum() == mixmatch["select/net1/selected"]
+    assert saved["mask"].shape == (POOL,) and saved["mask"].sum() == mixmatch["select/net1/selected"]
     np.testing.assert_array_equal(saved["mask"], saved["clean_prob"] > 0.5)
-    np.testing.assert_array_equal(saved["indices"], np.flatnonzero(saved["mask"]))
+    samples = saved["samples"]  # the draw's dataset indices: distinct, class-balanced by noisy label
+    assert len(np.unique(samples)) == POOL and samples.max() < NUM_TRAIN
+    counts = np.bincount(saved["noisy_labels"], minlength=10)
+    assert counts.sum() == POOL and counts.max() - counts.min() <= 1
+    np.testing.assert_array_equal(saved["indices"], samples[saved["mask"]])
     assert (run_dir / "selection" / "round_001_net2.npz").exists()
     assert (run_dir / "last.pt").exists() and (run_dir / "best.pt").exists()
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
@@ -73,9 +80,9 @@ def test_each_network_trains_on_its_peers_split(tmp_path, monkeypatch):
     made, trained = {}, []
     divide, mixmatch = dm.divide, dm.mixmatch_one_epoch
 
-    def recording_divide(args, model, *rest, **kw):
-        sel, history = divide(args, model, *rest, **kw)
-        made[id(model)] = sel
+    def recording_divide(args, model, batches, labels, num_classes, history, device, pool, local):
+        sel, history = divide(args, model, batches, labels, num_classes, history, device, pool, local)
+        made[id(model)] = sel, pool
         return sel, history
 
     def recording_mixmatch(model, peer, labelled, unlabelled, w, *rest, **kw):
@@ -91,11 +98,15 @@ def test_each_network_trains_on_its_peers_split(tmp_path, monkeypatch):
     first, second = trained
     assert first[1] == second[0] and first[0] == second[1] and first[0] != first[1]
     for model, peer, w, labelled, unlabelled in trained:
-        sel = made[peer]
-        torch.testing.assert_close(w, sel.clean_prob)
-        assert labelled == sel.clean_mask.nonzero().squeeze(1).tolist()
-        assert unlabelled == (~sel.clean_mask).nonzero().squeeze(1).tolist()
-    masks = [sel.clean_mask for sel in made.values()]
+        sel, pool = made[peer]
+        assert len(pool) == POOL
+        torch.testing.assert_close(w[pool], sel.clean_prob)  # w by dataset index; 0 outside the epoch's draw
+        outside = torch.ones(NUM_TRAIN, dtype=torch.bool)
+        outside[pool] = False
+        assert not w[outside].any()
+        assert labelled == sorted(pool[sel.clean_mask].tolist())
+        assert unlabelled == sorted(pool[~sel.clean_mask].tolist())
+    masks = [sel.clean_mask for sel, _ in made.values()]
     assert not torch.equal(masks[0], masks[1])  # the two splits differ, so the check above is not vacuous
 
 
@@ -120,7 +131,7 @@ class _Killed(Exception):
 def test_resumed_run_matches_uninterrupted_run(tmp_path, monkeypatch):
     # 3 epochs with a 2-epoch loss history: the resumed run must also restore the loss-GMM's history.
     extra = ["--epochs", "3", "--loss_history", "2"]
-    straight = _run(_argv(tmp_path / "a", *extra))
+    straight = _run(_argv(tmp_path / "a", *extra, num_batches=False))
 
     save = dm.save_epoch
 
@@ -131,13 +142,13 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dm, "save_epoch", save_then_die)
     with pytest.raises(_Killed):
-        _run(_argv(tmp_path / "b", *extra))
+        _run(_argv(tmp_path / "b", *extra, num_batches=False))
     monkeypatch.setattr(dm, "save_epoch", save)
     run_dir = tmp_path / "b" / Path(straight["run_dir"]).relative_to(tmp_path / "a")
     assert not (run_dir / "summary.json").exists() and len(_rows(run_dir)) == 2
     with pytest.raises(UserError, match="already exists"):
-        _run(_argv(tmp_path / "b", *extra))
-    resumed = _run(_argv(tmp_path / "b", *extra, "--resume"))
+        _run(_argv(tmp_path / "b", *extra, num_batches=False))
+    resumed = _run(_argv(tmp_path / "b", *extra, "--resume", num_batches=False))
 
     def timeless(rows: list[dict]) -> list[dict]:
         return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
@@ -158,6 +169,7 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, monkeypatch):
     (["--num_batches", "0"], "num_batches"),
     (["--loss_history", "0"], "loss_history"),
     (["--selector", "fine", "--loss_history", "3"], "loss_history"),
+    (["--loss_history", "2"], "different draw of samples"),  # with --num_batches 3
     (["--resume", "--overwrite"], "contradict"),
     (["--val_size", "140"], "val_size"),
 ])

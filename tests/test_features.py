@@ -42,6 +42,17 @@ def test_rows_follow_sample_index_not_loader_order(model_and_images):
     assert int(unseen.sum()) == 10 and not features[unseen].any() and not logits[unseen].any()
 
 
+def test_subset_rows_follow_the_subset_order(model_and_images):
+    model, images = model_and_images
+    full, full_logits = extract_features(model, batches(images, torch.arange(N)), N, "cpu")
+    subset = torch.tensor([31, 4, 17, 0, 22])
+    visit = subset[torch.tensor([3, 0, 4, 1, 2])]  # the loader's order differs from the subset's
+    part, part_logits = extract_features(model, batches(images, visit, size=2), N, "cpu", subset=subset)
+    assert part.shape == (5, full.shape[1])
+    torch.testing.assert_close(part, full[subset])
+    torch.testing.assert_close(part_logits, full_logits[subset])
+
+
 def test_bf16_outputs_are_float32_and_close(model_and_images):
     model, images = model_and_images
     full, full_logits = extract_features(model, batches(images, torch.arange(N)), N, "cpu")

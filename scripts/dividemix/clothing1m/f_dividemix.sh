@@ -20,7 +20,8 @@ WARMUP=1               # epochs of cross-entropy on all data before the first sp
 ARCH=resnet50          # network (two copies)
 PRETRAINED=imagenet    # torchvision IMAGENET1K_V1 weights from the local torch hub cache (or a file path)
 EPOCHS=80
-NUM_BATCHES=1000       # iterations per epoch, over a fresh class-balanced subset of the noisy training set
+NUM_BATCHES=1000       # iterations per epoch; each epoch draws 2 x NUM_BATCHES x BATCH_SIZE class-balanced samples,
+                       # which both networks warm up on and split (not the whole million)
 BATCH_SIZE=32          # labelled and unlabelled samples per iteration (warm-up: twice this)
 LR=0.002               # SGD, momentum 0.9
 MILESTONES=40          # epoch at which the lr is multiplied by GAMMA
