@@ -51,8 +51,8 @@ from fine.models import create_model
 from fine.run import prepare_run_dir, print_args, seed_everything
 from fine.selection import Selection, fine_select, fine_select_distributed, loss_gmm_select, selection_metrics
 from fine.training import (augment_generator, build_optimizer, build_scheduler, checkpoint, epoch_generator,
-                           evaluate_extra_tests, load_data, predict, restore, save_epoch, save_selection_round,
-                           summarize)
+                           evaluate_extra_tests, evaluation_loader, load_data, predict, restore, save_epoch,
+                           save_selection_round, summarize)
 
 SELECTORS = ("loss-gmm", "fine")
 
@@ -337,8 +337,9 @@ def main(args: argparse.Namespace) -> dict:
     schedulers = [build_scheduler(opt, args) for opt in optimizers]
     loader_kw = dict(num_workers=args.workers, pin_memory=device.type == "cuda")
     eval_set = train_set.view(bundle.test_transform)
-    test_loader = DataLoader(bundle.test, batch_size=4 * args.batch_size, shuffle=False, **loader_kw)
-    extra_loaders = {name: DataLoader(ds, batch_size=4 * args.batch_size, shuffle=False, **loader_kw)
+    # evaluation: each process predicts its share of the samples and the predictions are gathered
+    test_loader = evaluation_loader(bundle.test, batch_size=4 * args.batch_size, **loader_kw)
+    extra_loaders = {name: evaluation_loader(ds, batch_size=4 * args.batch_size, **loader_kw)
                      for name, ds in bundle.extra_tests.items()}
     two_views = TwoViews(train_set)
     fast = warm_fast = eval_fast = None  # --data_on_gpu on: the training set on the device, in three batch sizes
@@ -453,13 +454,13 @@ def main(args: argparse.Namespace) -> dict:
 
         probs = []
         for i in range(2):
-            p, labels = predict([models[i]], test_loader, device)
+            p, labels = predict([models[i]], test_loader, device, amp=args.amp)
             probs.append(p)
             row[f"test/acc_net{i + 1}"] = 100.0 * (p.argmax(1) == labels).float().mean().item()
         row["test/acc"] = 100.0 * ((probs[0] + probs[1]).argmax(1) == labels).float().mean().item()  # ensemble
         row["test/acc_top5"] = 100.0 * ((probs[0] + probs[1]).topk(min(5, num_classes), 1).indices
                                         == labels[:, None]).any(1).float().mean().item()
-        row.update(evaluate_extra_tests(models, extra_loaders, device))
+        row.update(evaluate_extra_tests(models, extra_loaders, device, amp=args.amp))
         row["val/acc"] = None
         improved = row["test/acc"] > state["best_test"]
         if improved:

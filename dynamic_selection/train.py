@@ -42,8 +42,8 @@ from fine.distributed import (all_reduce_sum, cleanup, gather_by_index, init_dis
 from fine.selection import (Selection, fine_select, fine_select_distributed, loss_gmm_select, selection_metrics,
                             small_loss_select)
 from fine.training import (augment_generator, build_optimizer, build_scheduler, checkpoint, epoch_generator,
-                           evaluate, evaluate_extra_tests, load_data, restore, save_epoch, save_selection_round,
-                           summarize)
+                           evaluate, evaluate_extra_tests, evaluation_loader, load_data, restore, save_epoch,
+                           save_selection_round, summarize)
 
 METHODS = ("standard", "fine", "f-coteaching", "coteaching", "coteaching+")
 SELECTORS = ("fine", "small-loss", "loss-gmm")
@@ -304,11 +304,16 @@ def main(args: argparse.Namespace) -> dict:
                         f"{args.dataset} is read from files: use --data_on_gpu off")
     fast = TensorLoader(train_set, args.dataset, batch_size=args.batch_size, device=device,
                         channels_last=args.channels_last) if args.data_on_gpu == "on" else None
+    # Selection features and evaluation: each process takes its share of the samples (each sample exactly once) and
+    # the outputs are combined by index.
+    eval_kw = dict(batch_size=4 * args.batch_size, num_workers=args.workers, pin_memory=device.type == "cuda")
     eval_set = train_set if args.aug_features else train_set.view(bundle.test_transform)
-    eval_loader = DataLoader(eval_set, shuffle=False, **dict(loader_kw, batch_size=4 * args.batch_size))
-    val_loader = DataLoader(bundle.val, shuffle=False, **loader_kw) if bundle.val is not None else None
-    test_loader = DataLoader(bundle.test, shuffle=False, **loader_kw)
-    extra_loaders = {name: DataLoader(ds, shuffle=False, **loader_kw) for name, ds in bundle.extra_tests.items()}
+    eval_shard = shard_indices(torch.arange(num_train), world_size=world.world_size, rank=world.rank, shuffle=False,
+                               pad=False)
+    eval_loader = DataLoader(eval_set, sampler=eval_shard.tolist(), **eval_kw)
+    val_loader = evaluation_loader(bundle.val, **eval_kw) if bundle.val is not None else None
+    test_loader = evaluation_loader(bundle.test, **eval_kw)
+    extra_loaders = {name: evaluation_loader(ds, **eval_kw) for name, ds in bundle.extra_tests.items()}
 
     # train_masks[i]: samples network i trains on; ref_masks[i]: last selection made from network i's features.
     state = {"epoch": -1, "train_masks": [None] * num_nets, "ref_masks": [None] * num_nets, "step": 0,
@@ -327,12 +332,6 @@ def main(args: argparse.Namespace) -> dict:
         if fast is not None:
             return fast.epoch(local, shuffle=False, augment=True, generator=augment)
         return DataLoader(train_set, sampler=local.tolist(), **loader_kw)
-
-    # Under torchrun each process extracts the features of its share of the samples (each sample exactly once).
-    eval_shard = shard_indices(torch.arange(num_train), world_size=world.world_size, rank=world.rank,
-                               shuffle=False, pad=False)
-    if world.world_size > 1:
-        eval_loader = DataLoader(eval_set, sampler=eval_shard.tolist(), **dict(loader_kw, batch_size=4 * args.batch_size))
 
     for epoch in range(state["epoch"] + 1, args.epochs):
         row: dict = {"epoch": epoch, "lr": optimizers[0].param_groups[0]["lr"]}
@@ -400,11 +399,11 @@ def main(args: argparse.Namespace) -> dict:
         for sched in schedulers:
             sched.step()
 
-        row["test/acc"], row["test/acc_top5"] = evaluate(models[0], test_loader, device, topk=(1, 5))
-        row.update(evaluate_extra_tests(models[0], extra_loaders, device))
+        row["test/acc"], row["test/acc_top5"] = evaluate(models[0], test_loader, device, topk=(1, 5), amp=args.amp)
+        row.update(evaluate_extra_tests(models[0], extra_loaders, device, amp=args.amp))
         if num_nets > 1:
-            row["test/acc_net2"] = evaluate(models[1], test_loader, device)
-        row["val/acc"] = evaluate(models[0], val_loader, device) if val_loader is not None else None
+            row["test/acc_net2"] = evaluate(models[1], test_loader, device, amp=args.amp)
+        row["val/acc"] = evaluate(models[0], val_loader, device, amp=args.amp) if val_loader is not None else None
         # The best epoch is chosen on the (noisy) validation split when there is one, else on test accuracy.
         criterion = row["val/acc"] if row["val/acc"] is not None else row["test/acc"]
         improved = criterion > state["best_val"]

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from data_loader import DatasetBundle, build_datasets
-from fine.amp import unwrap_model
+from fine.amp import autocast, unwrap_model
 from fine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fine.distributed import gather_by_index, get_rank, get_world_size, shard_indices
 from fine.logger import RunLogger
 from fine.selection import Selection
 
@@ -75,31 +76,50 @@ def augment_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-@torch.no_grad()
-def predict(models: list[nn.Module], loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean softmax of ``models`` (an ensemble of one or more) over ``loader``.
+def evaluation_loader(dataset: Dataset, *, batch_size: int, num_workers: int, pin_memory: bool) -> DataLoader:
+    """A DataLoader over this process's share of ``dataset`` for :func:`predict` (all of it in a plain run; under
+    torchrun each sample goes to exactly one process), in index order."""
+    shard = shard_indices(torch.arange(len(dataset)), world_size=get_world_size(), rank=get_rank(), shuffle=False,
+                          pad=False)
+    return DataLoader(dataset, batch_size=batch_size, sampler=shard.tolist(), num_workers=num_workers,
+                      pin_memory=pin_memory)
 
-    Returns ``probs (N, C)`` and ``labels (N,)`` in loader order, on the CPU.
+
+@torch.no_grad()
+def predict(models: list[nn.Module], loader: DataLoader, device: torch.device, *,
+            amp: str = "off") -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean softmax of ``models`` (an ensemble of one or more) on the whole of ``loader.dataset``.
+
+    ``loader`` yields ``(x, y, index)``; under torchrun each process passes its share (:func:`evaluation_loader`)
+    and the rows are gathered by index, so every process gets the same result. The forward passes run under
+    ``amp`` autocast (:func:`fine.amp.autocast`).
+
+    Returns ``probs (N, C)`` float32 and ``labels (N,)`` in dataset order, on the CPU.
     """
     for m in models:
         m.eval()
-    probs, labels = [], []
-    for x, y, _ in loader:
+    probs, labels, indices = [], [], []
+    for x, y, index in loader:
         x = x.to(device, non_blocking=True)
-        probs.append(torch.stack([m(x).float().softmax(1) for m in models]).mean(0).cpu())
-        labels.append(y)
-    return torch.cat(probs), torch.cat(labels)
+        with autocast(device, amp):
+            outputs = [m(x) for m in models]
+        probs.append(torch.stack([out.float().softmax(1) for out in outputs]).mean(0).cpu())
+        labels.append(torch.as_tensor(y))
+        indices.append(torch.as_tensor(index))
+    n = len(loader.dataset)
+    index = torch.cat(indices)
+    return gather_by_index(torch.cat(probs), index, n), gather_by_index(torch.cat(labels), index, n)
 
 
 def evaluate(models: nn.Module | list[nn.Module], loader: DataLoader, device: torch.device,
-             topk: tuple[int, ...] = (1,)) -> float | list[float]:
+             topk: tuple[int, ...] = (1,), *, amp: str = "off") -> float | list[float]:
     """Top-k accuracy (%) of a model, or of the mean softmax of several, against the loader's labels.
 
-    Returns one float for the default ``topk=(1,)``, else a list with one accuracy per k.
+    Returns one float for the default ``topk=(1,)``, else a list with one accuracy per k. See :func:`predict`.
     """
     models = models if isinstance(models, list) else [models]
     was_training = [m.training for m in models]
-    probs, labels = predict(models, loader, device)
+    probs, labels = predict(models, loader, device, amp=amp)
     for m, mode in zip(models, was_training):
         m.train(mode)
     ranked = probs.topk(min(max(topk), probs.shape[1]), dim=1).indices
@@ -108,11 +128,11 @@ def evaluate(models: nn.Module | list[nn.Module], loader: DataLoader, device: to
 
 
 def evaluate_extra_tests(models: nn.Module | list[nn.Module], loaders: dict[str, DataLoader],
-                         device: torch.device) -> dict[str, float]:
+                         device: torch.device, *, amp: str = "off") -> dict[str, float]:
     """Top-1 and top-5 accuracy (%) on each extra test set (e.g. WebVision's ILSVRC12 val), keyed for the log."""
     row = {}
     for name, loader in loaders.items():
-        row[f"test_{name}/acc"], row[f"test_{name}/acc_top5"] = evaluate(models, loader, device, topk=(1, 5))
+        row[f"test_{name}/acc"], row[f"test_{name}/acc_top5"] = evaluate(models, loader, device, topk=(1, 5), amp=amp)
     return row
 
 

@@ -14,13 +14,14 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.utils.data import SubsetRandomSampler
+from torch.utils.data import SubsetRandomSampler, TensorDataset
 
-from fine.distributed import (all_reduce_sum, broadcast_object, cleanup, gather_by_index,
+from fine.distributed import (ShardedRandomSampler, all_reduce_sum, broadcast_object, cleanup, gather_by_index,
                               init_distributed, is_main_process, print0, shard_indices)
 from fine.errors import UserError
 from fine.losses import build_loss
 from fine.selection import class_grams, eigvecs_from_grams, fine_select, fine_select_distributed, split_scores
+from fine.training import evaluation_loader, predict
 from tests.fixtures import synthetic_features as synthetic
 
 WORLD = 2
@@ -58,6 +59,14 @@ def selection_dict(sel) -> dict:
     return {"mask": sel.clean_mask, "prob": sel.clean_prob, "scores": sel.scores, "eigvecs": sel.eigvecs}
 
 
+def predict_case() -> tuple[torch.nn.Module, TensorDataset]:
+    """A seeded linear model and 11 labelled samples ``(x, y, index)``: the same on every process."""
+    gen = torch.Generator().manual_seed(4)
+    torch.manual_seed(4)
+    x, y = torch.randn(11, 5, generator=gen), torch.randint(0, 3, (11,), generator=gen)
+    return torch.nn.Linear(5, 3), TensorDataset(x, y, torch.arange(11))
+
+
 def run_checks(rank: int) -> dict:
     """Everything the two-process tests look at, computed on one rank of a running gloo group."""
     out: dict = {"is_main": is_main_process()}
@@ -89,6 +98,11 @@ def run_checks(rank: int) -> dict:
         out[f"train_epoch{epoch}"] = shard_indices(SUBSET, world_size=WORLD, rank=rank, shuffle=True, pad=True,
                                                    generator_seed=5 + epoch).tolist()
     out["eval"] = shard_indices(SUBSET, world_size=WORLD, rank=rank, shuffle=False, pad=False).tolist()
+
+    model, dataset = predict_case()
+    loader = evaluation_loader(dataset, batch_size=4, num_workers=0, pin_memory=False)
+    out["predict_shard"] = [int(i) for _, _, index in loader for i in index]
+    out["predict"] = predict([model], loader, torch.device("cpu"))
 
     n, d, c, noise, spread, seed = FINE_DATA
     feats, labels, is_clean = synthetic(n, d, c, noise, spread, seed)
@@ -314,6 +328,31 @@ def test_two_ranks_elr_memory_synchronizes_to_one_process(ranks) -> None:
     for r in ranks:
         torch.testing.assert_close(r["elr_memory"], single.target, rtol=0, atol=0)
         assert not r["elr_touched"].any()
+
+
+def test_two_ranks_predict_on_their_shares_what_one_process_predicts(ranks) -> None:
+    model, dataset = predict_case()
+    x, y, _ = dataset.tensors
+    expected = model(x).softmax(1).detach()
+    assert sorted(ranks[0]["predict_shard"] + ranks[1]["predict_shard"]) == list(range(11))  # each sample once
+    assert len(ranks[0]["predict_shard"]) == 6 and len(ranks[1]["predict_shard"]) == 5
+    for r in ranks:
+        probs, labels = r["predict"]
+        torch.testing.assert_close(probs, expected)
+        assert torch.equal(labels, y)
+
+
+def test_sharded_random_sampler_is_subset_random_sampler_in_one_process_and_partitions_in_two() -> None:
+    ours = ShardedRandomSampler(SUBSET, torch.Generator().manual_seed(3))
+    theirs = SubsetRandomSampler(SUBSET.tolist(), generator=torch.Generator().manual_seed(3))
+    passes = [list(ours) for _ in range(3)]
+    assert passes == [list(theirs) for _ in range(3)] and len(ours) == len(SUBSET)
+    assert passes[0] != passes[1]  # a fresh order on every pass
+    halves = [ShardedRandomSampler(SUBSET, torch.Generator().manual_seed(3), world_size=2, rank=r) for r in (0, 1)]
+    for order in passes:
+        padded = order + order[:1]  # 23 samples padded to 24, dealt out round-robin
+        assert [list(h) for h in halves] == [padded[0::2], padded[1::2]]
+        assert len(halves[0]) == len(halves[1]) == 12
 
 
 def test_two_ranks_sharded_sampler(ranks) -> None:
