@@ -12,8 +12,9 @@ training (cross-entropy, one SGD step per batch) is timed through
   per batch there,
 
 in the same process, after a warm-up of both (and of ``torch.compile``). Then one selection round is timed:
-eval-mode penultimate features of all N samples through ``TensorLoader(augment=False)``, then
-``fine.selection.fine_select``; it is reported as a fraction of the tensor-path epoch.
+eval-mode penultimate features of all N samples by :func:`fine.features.extract_features` over
+``TensorLoader(augment=False)`` batches of 4 x ``--batch_size`` (as the trainers extract them, under ``--amp``), then
+``fine.selection.fine_select`` on the host; it is reported as a fraction of the tensor-path epoch.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from data_loader.tensor_loader import TensorLoader
 from data_loader.transforms import get_transforms
 from fine.amp import AMP_MODES, autocast, configure_backends, grad_scaler, prepare_model
 from fine.errors import UserError, run_cli
+from fine.features import extract_features
 from fine.models import create_model
 from fine.selection import fine_select
 
@@ -65,18 +67,6 @@ def timed(device: torch.device, fn: Callable[[], object]) -> float:
     fn()
     synchronize(device)
     return time.perf_counter() - start
-
-
-@torch.no_grad()
-def extract(model: nn.Module, loader: TensorLoader, amp: str) -> torch.Tensor:
-    """(N, D) float32 eval-mode penultimate features on the loader's device, rows by sample index."""
-    model.eval()
-    features = torch.empty(len(loader), model.feature_dim, device=loader.device)
-    for x, _, index in loader.epoch(None, shuffle=False, augment=False):
-        with autocast(loader.device, amp):
-            features[index] = model.forward_features(x).float()
-    model.train()
-    return features
 
 
 def main(args: argparse.Namespace) -> None:
@@ -121,6 +111,12 @@ def main(args: argparse.Namespace) -> None:
                           pin_memory=device.type == "cuda", persistent_workers=workers > 0, generator=g)
     tensor_loader = TensorLoader(dataset, "cifar10", batch_size=args.batch_size, device=device,
                                  channels_last=args.channels_last)
+    eval_loader = TensorLoader(dataset, "cifar10", batch_size=4 * args.batch_size, device=device,
+                               channels_last=args.channels_last)  # the trainers extract in batches of 4x
+
+    def extract() -> tuple[torch.Tensor, torch.Tensor]:
+        """What a trainer's selection round runs first: (N, D) CPU features of the un-augmented images."""
+        return extract_features(model, eval_loader.epoch(None, shuffle=False, augment=False), n, device, amp=args.amp)
     fast_epoch = lambda: tensor_loader.epoch(None, shuffle=True, augment=True, generator=g)  # noqa: E731
 
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
@@ -129,14 +125,14 @@ def main(args: argparse.Namespace) -> None:
     warmup = timed(device, lambda: (train(standard, 3), train(fast_epoch(), 3),
                                     train(tensor_loader.epoch(torch.arange(n % args.batch_size or args.batch_size),
                                                               shuffle=False, augment=True, generator=g)),
-                                    extract(model, tensor_loader, args.amp)))
+                                    extract()))
     print(f"warm-up                      {warmup:8.2f} s")
 
     slow = timed(device, lambda: train(standard))
     fast = timed(device, lambda: train(fast_epoch()))
-    features: list[torch.Tensor] = []
-    t_extract = timed(device, lambda: features.append(extract(model, tensor_loader, args.amp)))
-    t_select = timed(device, lambda: fine_select(features[0], tensor_loader.labels, NUM_CLASSES))
+    features: list[torch.Tensor] = []  # as in the trainers: extracted to the host, selected there
+    t_extract = timed(device, lambda: features.append(extract()[0]))
+    t_select = timed(device, lambda: fine_select(features[0], torch.as_tensor(labels), NUM_CLASSES))
     print(f"standard DataLoader epoch    {slow:8.2f} s  {n / slow:10.0f} img/s")
     print(f"TensorLoader epoch           {fast:8.2f} s  {n / fast:10.0f} img/s  ({slow / fast:.2f}x the standard path)")
     print(f"selection round              {t_extract + t_select:8.2f} s  (features {t_extract:.2f} s + fine_select "
