@@ -19,6 +19,7 @@ def run_module(*argv: str) -> str:
 
 def test_train_throughput_prints_both_paths_and_the_selection_round():
     out = run_module("bench.train_throughput", "--device", "cpu", "--num_samples", "96", "--batch_size", "32")
+    assert re.search(r"batches only, TensorLoader\s+[\d.]+ s\s+\d+ img/s\s+\([\d.]+x the standard path\)", out)
     assert re.search(r"standard DataLoader epoch\s+[\d.]+ s\s+\d+ img/s", out)
     assert re.search(r"TensorLoader epoch\s+[\d.]+ s\s+\d+ img/s\s+\([\d.]+x the standard path\)", out)
     assert re.search(r"selection round\s+[\d.]+ s\s+\(features [\d.]+ s \+ fine_select [\d.]+ s\) = [\d.]+ of a", out)
