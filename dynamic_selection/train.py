@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,9 +60,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("method")
     g.add_argument("--method", type=str, default="fine", choices=METHODS, help="training method (see above)")
     g.add_argument("--loss", type=str, default="ce", choices=LOSSES, help="training loss")
-    g.add_argument("--optimizer", type=str, default=None, choices=("sgd", "adam"), help="optimiser (default per recipe)")
+    g.add_argument("--optimizer", type=str, default=None, choices=("sgd", "adam"),
+                   help="optimiser (default per recipe)")
     g.add_argument("--decay_start", type=int, default=None,
-                   help="linear-decay schedule: epoch from which the lr falls linearly to 0 (Adam's beta1 drops to 0.1)")
+                   help="linear-decay schedule: epoch from which the lr falls linearly to 0 (Adam's beta1 drops to "
+                        "0.1)")
     s = parser.add_argument_group("selection (fine, f-coteaching)")
     s.add_argument("--selector", type=str, default=None, choices=SELECTORS,
                    help="detector run at each selection round of --method fine (f-coteaching always uses fine)")
@@ -222,18 +225,33 @@ def train_one_epoch_coteaching(models: list[nn.Module], loader: DataLoader, opti
 
 def epoch_samples(args: argparse.Namespace, labels: torch.Tensor, candidates: torch.Tensor | None, num_classes: int,
                   generator: torch.Generator) -> list[int]:
-    """The training samples of one epoch, in order: a shuffle of ``candidates`` (None = all samples), or with
-    ``--num_batches`` a class-balanced draw of ``num_batches * batch_size`` of them (the Clothing1M recipe)."""
-    if args.num_batches is not None:
-        return balanced_epoch_indices(labels, candidates, args.num_batches * args.batch_size, num_classes,
+    """The training samples of one epoch, in order: a shuffle of the selected ``candidates``, or without a selection
+    (None) a shuffle of all samples, with ``--num_batches`` a class-balanced draw of ``num_batches * batch_size`` of
+    them (the Clothing1M recipe, whose selection rounds also score such a draw: :func:`selection_pool`)."""
+    if candidates is None and args.num_batches is not None:
+        return balanced_epoch_indices(labels, None, args.num_batches * args.batch_size, num_classes,
                                       generator).tolist()
     candidates = torch.arange(len(labels)) if candidates is None else candidates
     return candidates[torch.randperm(len(candidates), generator=generator)].tolist()
 
 
+def selection_pool(args: argparse.Namespace, labels: torch.Tensor, num_classes: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """(n,) sorted distinct dataset indices a selection round scores: every sample, or with ``--num_batches`` a
+    fresh class-balanced draw of ``num_batches * batch_size`` of them (fewer where a class is short of its share).
+
+    As in the published Clothing1M code, whose training set is such a draw, a round then costs about one epoch's
+    forward passes rather than a pass over the million images, and training until the next round uses the samples
+    selected in the draw.
+    """
+    if args.num_batches is None:
+        return torch.arange(len(labels))
+    return balanced_epoch_indices(labels, None, args.num_batches * args.batch_size, num_classes, generator).unique()
+
+
 def select(args: argparse.Namespace, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
            num_classes: int, ref_mask: torch.Tensor | None) -> Selection:
-    """One selection round with the configured detector on eval-mode outputs of the whole training set."""
+    """One selection round with the configured detector on eval-mode outputs (n, ...) of the round's samples."""
     if args.selector == "fine":
         return fine_select(features, labels, num_classes, ref_mask=ref_mask, fit=args.fit, threshold=args.threshold,
                            score=args.score, vector=args.vector)
@@ -245,10 +263,10 @@ def select(args: argparse.Namespace, features: torch.Tensor, logits: torch.Tenso
 
 def select_sharded(args: argparse.Namespace, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
                    num_classes: int, ref_mask: torch.Tensor | None, shard: torch.Tensor) -> Selection:
-    """:func:`select` under torchrun: this process holds the rows ``shard`` of ``features``/``logits`` (N, ...).
+    """:func:`select` under torchrun: this process holds the rows ``shard`` of ``features``/``logits`` (n, ...).
 
     FINE all-reduces the per-class grams and fits the mixtures on the gathered scores; the loss-based selectors
-    gather the logits by index. Every process gets the same full-length selection.
+    gather the logits by row. Every process gets the same selection of all n rows.
     """
     if args.selector == "fine":
         return fine_select_distributed(features[shard], labels[shard], shard, len(labels), num_classes,
@@ -305,12 +323,9 @@ def main(args: argparse.Namespace) -> dict:
     fast = TensorLoader(train_set, args.dataset, batch_size=args.batch_size, device=device,
                         channels_last=args.channels_last) if args.data_on_gpu == "on" else None
     # Selection features and evaluation: each process takes its share of the samples (each sample exactly once) and
-    # the outputs are combined by index.
+    # the outputs are combined.
     eval_kw = dict(batch_size=4 * args.batch_size, num_workers=args.workers, pin_memory=device.type == "cuda")
     eval_set = train_set if args.aug_features else train_set.view(bundle.test_transform)
-    eval_shard = shard_indices(torch.arange(num_train), world_size=world.world_size, rank=world.rank, shuffle=False,
-                               pad=False)
-    eval_loader = DataLoader(eval_set, sampler=eval_shard.tolist(), **eval_kw)
     val_loader = evaluation_loader(bundle.val, **eval_kw) if bundle.val is not None else None
     test_loader = evaluation_loader(bundle.test, **eval_kw)
     extra_loaders = {name: evaluation_loader(ds, **eval_kw) for name, ds in bundle.extra_tests.items()}
@@ -338,38 +353,52 @@ def main(args: argparse.Namespace) -> dict:
         generator = epoch_generator(args.seed, epoch, world.rank)  # sample order, shared by the processes
         augment = augment_generator(args.seed, epoch, world.rank)  # this process's augmentations (fast path)
         if args.method in SELECTING and epoch >= args.warmup and (epoch - args.warmup) % args.every == 0:
+            pool = selection_pool(args, noisy, num_classes, generator)  # the samples this round scores
+            # each process extracts the outputs of its share of the pool (each sample exactly once)
+            local = shard_indices(torch.arange(len(pool)), world_size=world.world_size, rank=world.rank,
+                                  shuffle=False, pad=False)
+            pool_labels = noisy[pool]
+            pool_is_clean = is_clean[pool] if is_clean is not None else None
             for i in range(num_nets):
                 t0 = time.time()
-                batches = eval_loader
                 if fast is not None:
-                    batches = fast.epoch(eval_shard, shuffle=False, augment=args.aug_features, generator=augment)
-                features, logits = extract_features(unwrap_model(models[i]), batches, num_train, device, amp=args.amp)
-                ref_mask = state["ref_masks"][i] if args.reference == "previous" else None
-                if world.world_size == 1:
-                    sel = select(args, features, logits, noisy, num_classes, ref_mask)
+                    batches = fast.epoch(pool[local], shuffle=False, augment=args.aug_features, generator=augment)
                 else:
-                    sel = select_sharded(args, features, logits, noisy, num_classes, ref_mask, eval_shard)
+                    batches = DataLoader(eval_set, sampler=pool[local].tolist(), **eval_kw)
+                features, logits = extract_features(unwrap_model(models[i]), batches, num_train, device, amp=args.amp,
+                                                    subset=pool)
+                previous = state["ref_masks"][i] if args.reference == "previous" else None
+                ref_mask = previous[pool] if previous is not None else None  # the pool's previously selected
+                if world.world_size == 1:
+                    sel = select(args, features, logits, pool_labels, num_classes, ref_mask)
+                else:
+                    sel = select_sharded(args, features, logits, pool_labels, num_classes, ref_mask, local)
                 if not sel.clean_mask.any():
                     print0(f"epoch {epoch}: selection from network {i + 1} is empty; keeping the previous one")
                     continue
-                state["ref_masks"][i] = sel.clean_mask
-                state["train_masks"][(i + 1) % num_nets] = sel.clean_mask  # f-coteaching: the peer trains on it
+                selected = torch.zeros(num_train, dtype=torch.bool)  # by dataset index
+                selected[pool] = sel.clean_mask.cpu()
+                state["ref_masks"][i] = selected
+                state["train_masks"][(i + 1) % num_nets] = selected  # f-coteaching: the peer trains on it
                 tag = f"select/net{i + 1}" if num_nets > 1 else "select"
                 row[f"{tag}/seconds"] = time.time() - t0
                 row[f"{tag}/selected"] = int(sel.clean_mask.sum())
-                if is_clean is not None:
-                    metrics = selection_metrics(sel.clean_mask, is_clean)
+                if pool_is_clean is not None:
+                    metrics = selection_metrics(sel.clean_mask, pool_is_clean)
                     row.update({f"{tag}/{k}": metrics[k] for k in ("precision", "recall", "f1", "specificity")})
                     if i == 0:  # summary: quality of the selection made from network 1's features
                         state["selection"] = {k: metrics[k] for k in
                                               ("precision", "recall", "f1", "specificity", "accuracy", "selected")}
                     if logger is not None:
-                        logger.histogram(f"{tag}/score_clean", sel.scores[is_clean], epoch)
-                        logger.histogram(f"{tag}/score_noisy", sel.scores[~is_clean], epoch)
+                        logger.histogram(f"{tag}/score_clean", sel.scores[pool_is_clean], epoch)
+                        logger.histogram(f"{tag}/score_noisy", sel.scores[~pool_is_clean], epoch)
                 if world.is_main:
                     suffix = f"_net{i + 1}" if num_nets > 1 else ""
+                    clean_labels = train_set.clean_labels
                     save_selection_round(run_dir / "selection" / f"round_{epoch:03d}{suffix}.npz", sel,
-                                         train_set.noisy_labels, train_set.clean_labels)
+                                         np.asarray(train_set.noisy_labels)[pool.numpy()],
+                                         None if clean_labels is None else np.asarray(clean_labels)[pool.numpy()],
+                                         samples=None if args.num_batches is None else pool)
 
         if args.method in ("coteaching", "coteaching+"):
             indices = epoch_samples(args, noisy, None, num_classes, generator)

@@ -51,8 +51,11 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                             "time), a state-dict file, or 'none' (default per recipe: imagenet on clothing1m)")
     model.add_argument("--epochs", type=int, default=None, help="training epochs (default per recipe)")
     model.add_argument("--num_batches", type=int, default=None,
-                       help="iterations per epoch on a class-balanced draw of the (selected) training samples, drawn "
-                            "afresh each epoch (Clothing1M recipe); default: one pass over the training samples")
+                       help="Clothing1M recipe: work on fresh class-balanced draws, not the whole training set. An "
+                            "epoch without a selection trains on num_batches batches drawn from all samples; a "
+                            "selection round scores only such a draw (DivideMix: every epoch, of 2 x num_batches x "
+                            "batch_size samples) and trains on what it selects there. Default: one pass over the "
+                            "training samples, all of them scored")
     model.add_argument("--batch_size", type=int, default=None, help="mini-batch size (default per recipe)")
     model.add_argument("--lr", type=float, default=None, help="initial learning rate (default per recipe)")
     model.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")

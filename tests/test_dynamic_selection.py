@@ -81,6 +81,24 @@ def test_selection_runs_at_scheduled_epochs_on_unaugmented_features(tmp_path, mo
     assert saved["mask"].sum() == len(saved["indices"]) == trained[4]
 
 
+def test_num_batches_rounds_score_a_fresh_balanced_draw_and_train_on_its_selection(tmp_path):
+    summary = run(tmp_path, "--method", "fine", "--epochs", "3", "--warmup", "1", "--every", "1",
+                  "--num_batches", "5", "--batch_size", "32", "--noise_kind", "sym", "--noise_rate", "0.4")
+    history = rows(summary)
+    assert history[0]["train/samples"] == 160  # warm-up: a class-balanced draw of 5 x 32 from all samples
+    rounds = [np.load(Path(summary["run_dir"]) / "selection" / f"round_00{e}.npz") for e in (1, 2)]
+    for epoch, saved in zip((1, 2), rounds):
+        samples, mask = saved["samples"], saved["mask"]
+        assert len(np.unique(samples)) == len(samples) == len(mask) == 160
+        assert np.bincount(saved["noisy_labels"], minlength=10).tolist() == [16] * 10  # balanced by noisy label
+        np.testing.assert_array_equal(saved["indices"], samples[mask])
+        # training until the next round uses exactly the draw's selected samples
+        assert history[epoch]["train/samples"] == history[epoch]["select/selected"] == mask.sum() < 160
+        precision = np.mean(saved["noisy_labels"][mask] == saved["clean_labels"][mask])
+        assert history[epoch]["select/precision"] == pytest.approx(precision)
+    assert set(rounds[0]["samples"]) != set(rounds[1]["samples"])  # a fresh draw every round
+
+
 def test_f_coteaching_trains_each_net_on_the_peer_selection(tmp_path, monkeypatch):
     calls = []
     real = ds.train_one_epoch

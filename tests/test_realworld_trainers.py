@@ -44,8 +44,9 @@ def test_fine_on_clothing1m_selects_by_class_and_reports_no_precision(tmp_path, 
     assert summary["noise_kind"] == "real" and summary["finished"]
     assert summary["selection"] is None  # no clean labels: precision/recall are unavailable, never faked
     rows = _rows(summary)
-    assert rows[0]["train/samples"] == rows[1]["train/samples"] == 8  # num_batches x batch_size, class-balanced
-    assert rows[1]["select/selected"] > 0 and "select/precision" not in rows[1]
+    assert rows[0]["train/samples"] == 8  # warm-up: num_batches x batch_size, class-balanced
+    # the round scores such a draw and the epoch trains on what it selected there
+    assert 0 < rows[1]["select/selected"] == rows[1]["train/samples"] <= 8 and "select/precision" not in rows[1]
     assert rows[1]["val/acc"] is not None  # the clean validation list picks the best epoch
     assert "/clothing1m_real/" in summary["run_dir"]
 

@@ -37,6 +37,11 @@ def torchrun(tmp_path: Path, *flags: str, trainer: str = "dynamic_selection") ->
                           cwd=Path(__file__).resolve().parent.parent)
 
 
+def only_run_dir(root: Path) -> Path:
+    (run_dir,) = [p.parent for p in root.rglob("summary.json")]
+    return run_dir
+
+
 @needs_gloo
 @pytest.mark.parametrize("method", ["fine", "coteaching"])
 def test_two_process_run_writes_once_and_selects(tmp_path, method):
@@ -60,6 +65,18 @@ def test_two_process_run_writes_once_and_selects(tmp_path, method):
 
 
 @needs_gloo
+def test_two_process_selection_of_a_balanced_draw(tmp_path):
+    proc = torchrun(tmp_path, "--method", "fine", "--warmup", "1", "--every", "1", "--num_batches", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path / "runs")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    saved = np.load(run_dir / "selection" / "round_001.npz")
+    assert len(np.unique(saved["samples"])) == 4 * 64  # the round scored a draw of num_batches x batch_size
+    assert np.count_nonzero(saved["scores"]) == 4 * 64  # both processes' halves of it
+    assert rows[1]["train/samples"] == rows[1]["select/selected"] == int(saved["mask"].sum())
+
+
+@needs_gloo
 def test_two_process_elr_checkpoints_the_memory_of_every_sample(tmp_path):
     proc = torchrun(tmp_path, "--method", "standard", "--loss", "elr")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -75,11 +92,6 @@ def test_two_process_elr_checkpoints_the_memory_of_every_sample(tmp_path):
 def test_sync_bn_needs_cuda(tmp_path):
     proc = torchrun(tmp_path, "--method", "standard", "--sync_bn")
     assert proc.returncode != 0 and "--sync_bn needs CUDA devices" in proc.stderr
-
-
-def only_run_dir(root: Path) -> Path:
-    (run_dir,) = [p.parent for p in root.rglob("summary.json")]
-    return run_dir
 
 
 @needs_gloo

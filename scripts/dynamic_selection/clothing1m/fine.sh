@@ -11,7 +11,9 @@ SEEDS=${SEEDS:-"1 2 3"}       # one run per seed
 ARCH=resnet50                 # torchvision ResNet-50
 PRETRAINED=imagenet           # torchvision IMAGENET1K_V1 weights from the local torch hub cache (or a file path)
 EPOCHS=10                     # training epochs
-NUM_BATCHES=2000              # mini-batches per epoch, drawn as a fresh class-balanced subset each epoch
+NUM_BATCHES=2000              # each selection round scores a fresh class-balanced draw of NUM_BATCHES x BATCH_SIZE
+                              # images (not the whole million) and the next epoch trains once on those it selects;
+                              # the warm-up epoch trains on such a draw
 BATCH_SIZE=64                 # mini-batch size
 LR=0.002                      # learning rate (SGD, momentum 0.9), constant
 MILESTONES=""                 # no lr steps
