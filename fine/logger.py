@@ -35,8 +35,8 @@ class RunLogger:
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         if self.metrics_path.exists():
-            rows = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
-            kept = [r for r in rows if r.get("epoch", -1) < resume_epoch]
+            rows = [_parse(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+            kept = [r for r in rows if r is not None and r.get("epoch", -1) < resume_epoch]
             self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=resume_epoch if resume_epoch else None)
 
@@ -66,6 +66,14 @@ class RunLogger:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _parse(line: str) -> dict | None:
+    """One metrics row, or None for a line a killed run left half-written."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 def write_json(path: str | Path, obj: Any) -> None:

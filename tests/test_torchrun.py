@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +29,18 @@ needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
                                 reason="torch built without gloo")
 
 
-def torchrun(tmp_path: Path, *flags: str, trainer: str = "dynamic_selection") -> subprocess.CompletedProcess:
+def torchrun_command(tmp_path: Path, *flags: str, trainer: str = "dynamic_selection") -> tuple[list[str], dict, Path]:
+    """Command, environment and working directory of a 2-process CPU run of ``trainer`` on digits."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), "-m", f"{trainer}.train", "--dataset", "digits", "--device",
            "cpu", "--data_path", str(tmp_path / "data"), "--output", str(tmp_path / "runs"), "--epochs", "2",
            "--batch_size", "64", *flags]
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env,
-                          cwd=Path(__file__).resolve().parent.parent)
+    return cmd, dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES=""), Path(__file__).resolve().parent.parent
+
+
+def torchrun(tmp_path: Path, *flags: str, trainer: str = "dynamic_selection") -> subprocess.CompletedProcess:
+    cmd, env, cwd = torchrun_command(tmp_path, *flags, trainer=trainer)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
 
 
 def only_run_dir(root: Path) -> Path:
@@ -87,6 +93,40 @@ def test_two_process_elr_checkpoints_the_memory_of_every_sample(tmp_path):
     # every sample is trained on each epoch, half of them by rank 1: its rows reached rank 0's memory
     assert memory.shape[0] == rows[0]["train/samples"] == 1297
     assert bool(memory.sum(dim=1).gt(0).all())
+
+
+@needs_gloo
+def test_killed_two_process_run_resumes_to_the_same_result(tmp_path):
+    """Kill a torchrun run once it has logged two epochs; ``--resume`` must finish it exactly as an uninterrupted run
+    of the same command does (selection masks, ELR memory and per-epoch seeding all restored)."""
+    flags = ["--method", "fine", "--loss", "elr", "--warmup", "1", "--every", "2", "--epochs", "6"]
+    straight = torchrun(tmp_path / "straight", *flags)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    killed_root = tmp_path / "killed"
+    cmd, env, cwd = torchrun_command(killed_root, *flags)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        metrics = next((killed_root / "runs").rglob("metrics.jsonl"), None) if (killed_root / "runs").exists() else None
+        if metrics is not None and len(metrics.read_text().splitlines()) >= 2:
+            proc.send_signal(signal.SIGTERM)  # as a scheduler stops a job: torchrun stops its workers, then exits
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    run_dir = metrics.parent
+    assert not (run_dir / "summary.json").exists(), "the run finished before it could be killed"
+
+    resumed = torchrun(killed_root, *flags, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    def timeless(root: Path) -> list[dict]:
+        lines = (only_run_dir(root / "runs") / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if not k.endswith("seconds")} for line in lines]
+
+    assert [r["epoch"] for r in timeless(killed_root)] == list(range(6))
+    assert timeless(killed_root) == timeless(tmp_path / "straight")
 
 
 def test_sync_bn_needs_cuda(tmp_path):
