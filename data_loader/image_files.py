@@ -1,4 +1,5 @@
-"""A dataset of image files on disk with noisy labels: the file-backed twin of :class:`data_loader.datasets.NoisyDataset`."""
+"""A dataset of image files on disk with noisy labels: the file-backed twin of
+:class:`data_loader.datasets.NoisyDataset`."""
 from __future__ import annotations
 
 import copy

@@ -168,7 +168,8 @@ def warmup_one_epoch(model: nn.Module, loader: DataLoader | DeviceBatches, optim
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, hits vs noisy labels, samples
     num_iter = len(loader) if max_batches is None else min(len(loader), max_batches)
-    for x, y, _ in tqdm(islice(loader, num_iter), desc=desc, total=num_iter, leave=False, dynamic_ncols=True, disable=None):
+    batches = tqdm(islice(loader, num_iter), desc=desc, total=num_iter, leave=False, dynamic_ncols=True, disable=None)
+    for x, y, _ in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast(device, amp):
             logits = model(x)

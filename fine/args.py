@@ -17,9 +17,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Add the data, model, optimisation and run flags every trainer shares."""
     data = parser.add_argument_group("data and label noise")
     data.add_argument("--dataset", type=str, default="digits", choices=DATASETS,
-                      help="dataset; digits is bundled with scikit-learn and needs no download; folder (an ImageFolder tree "
-                           "at --data_path) and npz (a .npz file at --data_path) are your own data, see "
-                           "data_loader/user_data.py")
+                      help="dataset; digits is bundled with scikit-learn and needs no download; folder (an "
+                           "ImageFolder tree at --data_path) and npz (a .npz file at --data_path) are your own data, "
+                           "see data_loader/user_data.py")
     data.add_argument("--data_path", type=str, default="data",
                       help="folder holding the dataset files (see scripts/download_*.sh); noisy labels are saved "
                            "under <data_path>/noisy_labels/")

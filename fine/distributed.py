@@ -6,8 +6,9 @@ in a world of size 1, so a trainer calls them unconditionally. Tensors may live 
 them to the backend's device (the rank's GPU for NCCL, the CPU for gloo) and back.
 
 Per-sample results are exchanged by dataset index (:func:`gather_by_index`), so they are right whatever the shuffle
-order or number of processes. :func:`shard_indices` splits an arbitrary index subset (the samples a trainer selected) between the
-processes, like ``DistributedSampler`` does for a whole dataset.
+order or number of processes. :func:`shard_indices` splits an arbitrary index subset (the samples a trainer
+selected) between the processes, like ``DistributedSampler`` does for a whole dataset, and
+:class:`ShardedRandomSampler` reshuffles and splits it on every pass.
 """
 from __future__ import annotations
 

@@ -194,8 +194,8 @@ def build_loss(name: str, *, num_classes: int, num_samples: int, **hp: float | N
 
     Returns
     -------
-    A :class:`Loss` called as ``loss(logits (B, C), targets (B,), index (B,)) -> scalar`` with ``per_sample(...) -> (B,)``
-    and ``synchronize()``.
+    A :class:`Loss` called as ``loss(logits (B, C), targets (B,), index (B,)) -> scalar``, with
+    ``per_sample(...) -> (B,)`` and ``synchronize()``.
     """
     if name not in LOSSES:
         raise UserError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")

@@ -154,7 +154,8 @@ def test_existing_run_directory_is_refused(tmp_path):
     (["--method", "fine", "--every", "0"], "--every must be at least 1"),
     (["--method", "fine", "--warmup", "1", "--threshold", "1.5"], r"--threshold 1.5 is outside \(0, 1\)"),
     (["--noise_rate", "1.2"], r"--noise_rate 1.2 is outside \[0, 1\]"),
-    (["--method", "standard", "--noise_kind", "asym", "--dataset", "cifar10"], "cifar10 not found: looked for .*download_cifar.sh"),
+    (["--method", "standard", "--noise_kind", "asym", "--dataset", "cifar10"],
+     "cifar10 not found: looked for .*download_cifar.sh"),
     (["--method", "fine", "--forget_rate", "0.3"], "--forget_rate applies to"),
     (["--method", "fine", "--warmup", "5"], "--warmup 5 leaves no epoch"),
     (["--method", "f-coteaching", "--selector", "small-loss"], "always selects with FINE"),
@@ -169,7 +170,8 @@ def test_command_line_prints_one_line_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dynamic_selection.train", "--noise_rate", "2",
                            "--output", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: --noise_rate 2.0 is outside [0, 1]; pass a fraction such as 0.5"]
+    assert proc.stderr.strip().splitlines() == [
+        "error: --noise_rate 2.0 is outside [0, 1]; pass a fraction such as 0.5"]
 
 
 def test_diverging_run_stops_with_a_clear_message(tmp_path, monkeypatch):

@@ -36,9 +36,9 @@ def test_augmented_epoch_equals_torchvision_pad_crop_flip(name, channels, size):
     x = torch.cat([b[0] for b in loader.epoch(None, shuffle=False, augment=True,
                                               generator=torch.Generator().manual_seed(3))])
     params = loader.draw_augmentation(40, torch.Generator().manual_seed(3))
-    expected = torch.stack([test_transform(torchvision_crop_flip(data.images[i], int(t), int(l), bool(f), size,
-                                                                 loader.padding))
-                            for i, (t, l, f) in enumerate(params.tolist())])
+    expected = torch.stack([test_transform(torchvision_crop_flip(data.images[i], int(top), int(left), bool(flip),
+                                                                 size, loader.padding))
+                            for i, (top, left, flip) in enumerate(params.tolist())])
     assert torch.equal(x, expected)
     assert bool(params[:, 2].any()) == (name == "cifar10")  # digits never flip
 
