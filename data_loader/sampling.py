@@ -54,3 +54,17 @@ def balanced_epoch_indices(labels: torch.Tensor, candidates: torch.Tensor | None
         drawn.append(sorted_pool[start + pick])
     out = torch.cat(drawn) if drawn else torch.empty(0, dtype=torch.long)
     return out[torch.randperm(len(out), generator=generator)]
+
+
+def balanced_subset(labels: torch.Tensor, num_samples: int, num_classes: int,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """A class-balanced set of distinct training samples: the samples a Clothing1M-recipe round scores.
+
+    :func:`balanced_epoch_indices` over all samples, with repeats dropped (a class with fewer samples than its share
+    contributes all it has), sorted.
+
+    Returns
+    -------
+    (n,) int64 CPU tensor of sorted distinct indices into ``labels``, n <= ``num_samples``.
+    """
+    return balanced_epoch_indices(labels, None, num_samples, num_classes, generator).unique()

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from data_loader import NoisyDataset
-from data_loader.sampling import balanced_epoch_indices
+from data_loader.sampling import balanced_subset
 from data_loader.tensor_loader import TensorLoader
 from data_loader.transforms import AUGMENTATION
 from dividemix.mixmatch import (co_guess, co_refine, linear_rampup, mixup, neg_entropy_penalty, soft_cross_entropy,
@@ -261,7 +261,8 @@ def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: DataLoader |
 def divide(args: argparse.Namespace, model: nn.Module, eval_batches: Iterable, labels: torch.Tensor,
            num_classes: int, history: list[torch.Tensor], device: torch.device, pool: torch.Tensor,
            local: torch.Tensor | None = None) -> tuple[Selection, list[torch.Tensor]]:
-    """Split the samples ``pool`` with ``model``'s eval-mode outputs on un-augmented images.
+    """Split the samples ``pool`` with the eval-mode outputs of ``model`` (a network, not its DDP wrapper) on
+    un-augmented images.
 
     ``pool`` (n,) distinct dataset indices (all N samples, or the epoch's draw with ``--num_batches``); ``labels``
     (N,) the noisy labels of the whole training set. ``eval_batches`` covers the samples ``pool[local]``: this
@@ -274,8 +275,8 @@ def divide(args: argparse.Namespace, model: nn.Module, eval_batches: Iterable, l
     epoch's and the ``--loss_history`` - 1 previous epochs' losses, so that many are kept).
     """
     n = len(pool)
-    features, logits = extract_features(unwrap_model(local_module(model)), eval_batches, len(labels), device,
-                                        amp=args.amp, subset=pool)
+    features, logits = extract_features(unwrap_model(model), eval_batches, len(labels), device, amp=args.amp,
+                                        subset=pool)
     labels = labels[pool]
     if args.selector == "fine":
         if local is None:
@@ -381,8 +382,7 @@ def main(args: argparse.Namespace) -> dict:
         augment = augment_generator(args.seed, epoch, world.rank)
         rng = np.random.default_rng((args.seed % 2**32, epoch, world.rank))  # mixup weights and partners
         if args.num_batches is not None:  # distinct samples, so a class short of its share gives fewer
-            pool = balanced_epoch_indices(noisy, None, args.num_batches * 2 * args.batch_size, num_classes,
-                                          generator).unique()
+            pool = balanced_subset(noisy, args.num_batches * 2 * args.batch_size, num_classes, generator)
         pool_is_clean = is_clean[pool] if is_clean is not None else None
         if epoch < args.warmup:
             # DivideMix warms up on batches of twice the MixMatch size (64 labelled + 64 unlabelled).

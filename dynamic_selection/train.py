@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data_loader import NoisyDataset
-from data_loader.sampling import balanced_epoch_indices
+from data_loader.sampling import balanced_epoch_indices, balanced_subset
 from data_loader.tensor_loader import TensorLoader
 from data_loader.transforms import AUGMENTATION
 from dynamic_selection.recipes import recipe
@@ -246,7 +246,7 @@ def selection_pool(args: argparse.Namespace, labels: torch.Tensor, num_classes: 
     """
     if args.num_batches is None:
         return torch.arange(len(labels))
-    return balanced_epoch_indices(labels, None, args.num_batches * args.batch_size, num_classes, generator).unique()
+    return balanced_subset(labels, args.num_batches * args.batch_size, num_classes, generator)
 
 
 def select(args: argparse.Namespace, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,

@@ -11,7 +11,7 @@ from torchvision.transforms import v2
 
 from data_loader.clothing1m import clothing1m_transforms, load_clothing1m
 from data_loader.image_files import ImageFileDataset
-from data_loader.sampling import balanced_epoch_indices
+from data_loader.sampling import balanced_epoch_indices, balanced_subset
 from fine.errors import UserError
 
 TO_TENSOR = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
@@ -152,6 +152,14 @@ def test_balanced_sampler_candidates_and_redistribution():
         balanced_epoch_indices(labels, torch.empty(0, dtype=torch.long), 4, 5, gen)
     with pytest.raises(ValueError, match="0..4"):
         balanced_epoch_indices(labels + 1, None, 4, 5, gen)
+
+
+def test_balanced_subset_is_distinct_sorted_and_balanced():
+    labels = torch.tensor([0] * 30 + [1] * 30 + [2] * 3)  # class 2 is short of its share
+    subset = balanced_subset(labels, 30, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(subset, subset.unique())  # sorted, no repeats
+    assert torch.bincount(labels[subset], minlength=3).tolist() == [10, 10, 3]  # all of class 2, once each
+    assert not torch.equal(subset, balanced_subset(labels, 30, 3, torch.Generator().manual_seed(1)))
 
 
 def test_balanced_sampler_at_clothing1m_scale():
