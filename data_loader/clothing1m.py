@@ -21,6 +21,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from data_loader.image_files import ImageFileDataset, read_file, read_pairs, require_dir
+from data_loader.transforms import resize_crop_transforms
 from fine.errors import UserError
 
 NUM_CLASSES = 14
@@ -34,10 +35,7 @@ def clothing1m_transforms() -> tuple[v2.Compose, v2.Compose]:
 
     Train: Resize(256) + RandomCrop(224) + RandomHorizontalFlip; test: Resize(256) + CenterCrop(224).
     """
-    to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
-    train = v2.Compose([v2.Resize(256), v2.RandomCrop(224), v2.RandomHorizontalFlip(), *to_float])
-    test = v2.Compose([v2.Resize(256), v2.CenterCrop(224), *to_float])
-    return train, test
+    return resize_crop_transforms(256, 224, MEAN, STD)
 
 
 def _annotation_dir(root: Path) -> Path:

@@ -65,3 +65,14 @@ def user_transforms(images: torch.Tensor) -> tuple[Transform, Transform]:
     training, both normalised with the per-channel statistics of ``images``."""
     height, width = images.shape[-2:]
     return image_transforms(channel_stats(images), ((height, width), max(min(height, width) // 8, 1), True))
+
+
+def resize_crop_transforms(resize: int, crop: int, mean: tuple[float, ...],
+                           std: tuple[float, ...]) -> tuple[v2.Compose, v2.Compose]:
+    """``(train, test)`` transforms of the file-backed datasets, from an RGB PIL image to a normalised float32
+    (3, crop, crop) tensor. Train: Resize(resize) + RandomCrop(crop) + RandomHorizontalFlip; test: Resize(resize) +
+    CenterCrop(crop)."""
+    to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    train = v2.Compose([v2.Resize(resize), v2.RandomCrop(crop), v2.RandomHorizontalFlip(), *to_float])
+    test = v2.Compose([v2.Resize(resize), v2.CenterCrop(crop), *to_float])
+    return train, test

@@ -21,6 +21,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from data_loader.image_files import ImageFileDataset, read_file, read_pairs, require_dir
+from data_loader.transforms import resize_crop_transforms
 from fine.errors import UserError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -36,10 +37,7 @@ def webvision_transforms() -> tuple[v2.Compose, v2.Compose]:
 
     Train: Resize(320) + RandomCrop(299) + RandomHorizontalFlip; test: Resize(320) + CenterCrop(299).
     """
-    to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    train = v2.Compose([v2.Resize(320), v2.RandomCrop(299), v2.RandomHorizontalFlip(), *to_float])
-    test = v2.Compose([v2.Resize(320), v2.CenterCrop(299), *to_float])
-    return train, test
+    return resize_crop_transforms(320, 299, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def _file_list(list_file: Path, image_dir: Path, num_classes: int) -> tuple[list[str], np.ndarray]:
