@@ -52,8 +52,8 @@ _COTEACHING_PLUS = {
 
 def recipe(dataset: str, method: str, loss: str) -> dict:
     """The defaults for one (dataset, method, loss) combination, later entries overriding earlier ones."""
-    out = dict({"reference": "previous"}, **_BASE[dataset], optimizer="sgd", num_gradual=10, decay_start=80,
-               init_steps=0)
+    out = dict({"reference": "previous", "p_threshold": 0.5}, **_BASE[dataset], optimizer="sgd", num_gradual=10,
+               decay_start=80, init_steps=0)
     if loss != "ce":
         out.update(_ROBUST_LOSS.get(dataset, {}))
         if loss == "gce" and dataset == "cifar100":

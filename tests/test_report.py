@@ -1,6 +1,7 @@
-"""fine.report on fabricated run directories: means and stds over seeds, layout, published numbers, selection rounds."""
+"""engine.report on fabricated run directories: means and stds over seeds, layout, published numbers, rounds."""
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import subprocess
@@ -10,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dividemix.train import DivideMix
+from dynamic_selection.train import DynamicSelection
+from engine.report import get_args_parser, load_published, main
 from fine.errors import UserError
-from fine.report import get_args_parser, load_published, main
 
 ROOT = Path(__file__).resolve().parent.parent
 SEL = {"precision": 0.9, "recall": 0.8, "f1": 0.85, "specificity": 0.7, "accuracy": 0.8, "selected": 100}
@@ -27,7 +30,7 @@ RUNS = {
     ("dynamic_selection", "cifar10", "sym", 0.8, None, "fine", "ce", "small-loss"): {1: (65.0, 64.0, SEL)},
     ("dynamic_selection", "cifar10", "asym", 0.4, None, "fine", "ce", "fine"): {
         1: (89.0, 88.0, dict(SEL, recall=0.7)), 2: (90.0, 89.5, dict(SEL, recall=0.9)), 3: (89.4, 89.0, None)},
-    ("dividemix", "cifar10", "sym", 0.5, None, "dividemix", "ce", "loss-gmm"): {
+    ("dividemix", "cifar10", "sym", 0.5, None, "dividemix", "mixmatch", "loss-gmm"): {
         1: (94.5, 94.1, SEL), 2: (94.9, 94.7, SEL)},
     ("dynamic_selection", "cifar10", "human", 0.5, "worst", "standard", "ce", None): {1: (78.0, 77.0, None)},
     ("dynamic_selection", "cifar100", "sym", 0.8, None, "fine", "gce", "fine"): {
@@ -38,11 +41,14 @@ RUNS = {
 def write_summary(path: Path, key: tuple, seed: int, best: float, last: float, selection: dict | None,
                   finished: bool = True) -> None:
     trainer, dataset, kind, rate, label, method, loss, selector = key
+    described = {"dynamic_selection": DynamicSelection, "dividemix": DivideMix}[trainer].describe(
+        argparse.Namespace(method=method, loss=loss, selector=selector))  # the label the trainer writes
     path.mkdir(parents=True)
     (path / "args.json").write_text("{}")
     (path / "summary.json").write_text(json.dumps({
         "trainer": trainer, "dataset": dataset, "noise_kind": kind, "noise_rate": rate, "noise_label": label,
-        "method": method, "loss": loss, "selector": selector, "seed": seed, "arch": "resnet34",
+        "method": method, "loss": loss, "selector": selector, "label": described["label"], "seed": seed,
+        "arch": "resnet34",
         "run_dir": str(path), "epochs": 120, "best_epoch": 90, "best_val_acc": None, "best_test_acc": best,
         "last_test_acc": last, "selection": selection, "wall_time_s": 1.0, "finished": finished}))
 
@@ -187,7 +193,7 @@ def test_empty_or_unfinished_dir_is_a_one_line_error(tmp_path):
     with pytest.raises(UserError, match=r"no finished run .* \(1 unfinished\)"):
         run_report(str(tmp_path / "a"))
     (tmp_path / "empty").mkdir()
-    result = subprocess.run([sys.executable, "-m", "fine.report", str(tmp_path / "empty")], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "engine.report", str(tmp_path / "empty")], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("error: no finished run") and len(result.stderr.strip().splitlines()) == 1

@@ -1,7 +1,8 @@
-"""Command-line flags shared by every trainer, defined once.
+"""Command-line flags shared by every trainer, defined once: a flag both trainers take means the same in both.
 
 Flags whose paper default depends on the dataset or method default to ``None`` here and are filled in by the
-trainer's recipe table before the run starts; the resolved values are printed and saved in ``args.json``.
+trainer's recipe table before the run starts; the resolved values are printed and saved in ``args.json``
+(``--dry_run`` prints them as JSON and stops).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from data_loader import DATASETS, NOISE_KINDS, REAL_DATASETS
 from fine.amp import AMP_MODES
 from fine.errors import UserError
 from fine.models import ARCHS
+from fine.selection import FITS, SCORES, VECTORS, SelectorConfig
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +60,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                             "training samples, all of them scored")
     model.add_argument("--batch_size", type=int, default=None, help="mini-batch size (default per recipe)")
     model.add_argument("--lr", type=float, default=None, help="initial learning rate (default per recipe)")
+    model.add_argument("--optimizer", type=str, default=None, choices=("sgd", "adam"),
+                       help="optimiser (default per recipe: sgd; adam for Co-teaching+)")
     model.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     model.add_argument("--weight_decay", type=float, default=None, help="weight decay (default per recipe)")
     model.add_argument("--lr_schedule", type=str, default=None, choices=("multistep", "cosine", "linear-decay"),
@@ -66,6 +70,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--milestones", type=int, nargs="*", default=None,
                        help="epochs at which multistep multiplies the lr by --gamma (default per recipe)")
     model.add_argument("--gamma", type=float, default=None, help="multistep lr factor (default per recipe)")
+    model.add_argument("--decay_start", type=int, default=None,
+                       help="linear-decay: epoch from which the lr falls linearly to 0 (and Adam's beta1 drops from "
+                            "0.9 to 0.1); default per recipe")
 
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=1, help="seed of initialisation, shuffling and augmentation")
@@ -79,6 +86,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                      help="continue the run in its directory from last.pt (a finished run is skipped, a missing "
                           "one is started)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing run directory and start again")
+    run.add_argument("--dry_run", action="store_true",
+                     help="print the resolved configuration (command line + recipe) as one JSON object and exit "
+                          "without loading data or touching the run directory")
 
 
 def add_speed_args(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +103,39 @@ def add_speed_args(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--data_on_gpu", type=str, default="auto", choices=("auto", "on", "off"),
                        help="hold the training images on the device as uint8 and augment whole batches there "
                             "(auto: on for CIFAR-sized in-memory datasets on CUDA)")
+
+
+def add_selector_args(parser: argparse.ArgumentParser, *, choices: tuple[str, ...], default: str | None,
+                      title: str) -> None:
+    """The selection-round flags: which detector, FINE's options, and the clean-probability threshold zeta."""
+    s = parser.add_argument_group(title)
+    s.add_argument("--selector", type=str, default=default, choices=choices,
+                   help="detector of each selection round: fine (FINE, Kim et al. 2021: eigenvector alignment of "
+                        "penultimate features), loss-gmm (DivideMix's mixture on the per-sample loss), small-loss "
+                        "(the --forget_rate largest losses of each class dropped)")
+    s.add_argument("--p_threshold", type=float, default=None,
+                   help="zeta: a sample is clean when the clean component's posterior exceeds it (default per "
+                        "recipe: 0.5)")
+    s.add_argument("--fit", type=str, default="gmm", choices=FITS,
+                   help="FINE: per-class 2-component model fitted on the scores: gmm (Gaussian mixture), kmeans "
+                        "(2-means, hard split), bmm (beta mixture)")
+    s.add_argument("--score", type=str, default="abs", choices=SCORES,
+                   help="FINE score: |<u, z/|z|>| as the published code, or the paper's squared alignment")
+    s.add_argument("--vector", type=str, default="eigen", choices=VECTORS,
+                   help="FINE class direction: top eigenvector of the class's gram matrix, or the class mean")
+    s.add_argument("--reference", type=str, default=None, choices=("previous", "class"),
+                   help="FINE: samples whose features define each class's direction: the previous round's selection "
+                        "from the same network (the whole class in the first round), or always the whole class "
+                        "(default per recipe)")
+    s.add_argument("--aug_features", action="store_true",
+                   help="extract the selection features from augmented images (the published sample-selection "
+                        "code's behaviour; off by default: un-augmented images)")
+
+
+def selector_config(args: argparse.Namespace, *, keep_ratio: float | None = None) -> SelectorConfig:
+    """The :class:`fine.selection.SelectorConfig` the resolved flags describe."""
+    return SelectorConfig(kind=args.selector, threshold=args.p_threshold, fit=args.fit, score=args.score,
+                          vector=args.vector, keep_ratio=keep_ratio)
 
 
 def fill_defaults(args: argparse.Namespace, recipe: dict) -> None:
@@ -126,3 +169,11 @@ def check_common_args(args: argparse.Namespace) -> None:
         raise UserError(f"--val_size must be 0 or more, got {args.val_size}")
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers must be 0 or more, got {args.workers}")
+    if args.decay_start is not None and args.decay_start < 0:
+        raise UserError(f"--decay_start must be 0 or more, got {args.decay_start}")
+
+
+def check_selector_args(args: argparse.Namespace) -> None:
+    """Refuse selector flags out of range (after the recipe has filled them)."""
+    if not 0.0 < args.p_threshold < 1.0:
+        raise UserError(f"--p_threshold {args.p_threshold} is outside (0, 1)")

@@ -1,11 +1,12 @@
 """Result tables over seeds from the trainers' run directories, and how one run's sample selection evolved.
 
-    python -m fine.report runs                    # every finished run below runs/ -> runs/report.md, runs/report.csv
-    python -m fine.report runs --reference        # with the published numbers (fine/published.csv) beside ours
-    python -m fine.report --selection runs/dynamic_selection/cifar10_sym0.5/fine_ce_fine_seed1_ab12cd
+    python -m engine.report runs                    # every finished run below runs/ -> runs/report.md, runs/report.csv
+    python -m engine.report runs --reference        # with the published numbers (engine/published.csv) beside ours
+    python -m engine.report --selection runs/dynamic_selection/cifar10_sym0.5/fine_ce_fine_seed1_ab12cd
 
-Rows are methods (trainer, method, loss, selector), columns are noise settings, one table per dataset and metric.
-A cell is the mean ± sample standard deviation (ddof 1) over seeds. ``fine/published.csv`` holds the published
+Rows are methods (trainer, method, loss, selector; named by the ``label`` each trainer writes into its summaries, in
+the papers' order of methods), columns are noise settings, one table per dataset and metric.
+A cell is the mean ± sample standard deviation (ddof 1) over seeds. ``engine/published.csv`` holds the published
 numbers: ``noise_rate`` is a fraction, or the label set's name for human noise (``worst``) and empty for real-world
 noise; ``metric`` is ``best`` or ``last`` test accuracy, ``reported`` for a number published without saying which
 (shown in the best-accuracy table), or ``top5``; ``verified`` is false for numbers taken from a secondary source.
@@ -29,7 +30,7 @@ from fine.selection import selection_metrics
 
 PUBLISHED = Path(__file__).with_name("published.csv")
 PUBLISHED_COLUMNS = ["method", "dataset", "noise_kind", "noise_rate", "metric", "value", "source", "verified"]
-REQUIRED_KEYS = ("trainer", "dataset", "noise_kind", "noise_rate", "method", "loss", "selector", "seed",
+REQUIRED_KEYS = ("trainer", "dataset", "noise_kind", "noise_rate", "method", "loss", "selector", "label", "seed",
                  "best_test_acc", "last_test_acc")
 # metric name in report.csv -> how to read it from a summary.json
 METRICS = {
@@ -43,13 +44,9 @@ ACC_TABLES = {"best": ("best_test_acc", "Best test accuracy (%)", ("best", "repo
               "last": ("last_test_acc", "Last test accuracy (%)", ("last",))}
 DATASET_ORDER = ("cifar10", "cifar100", "clothing1m", "webvision")
 KIND_ORDER = ("none", "sym", "asym", "pairflip", "instance", "human", "real")
-METHOD_ORDER = (("dynamic_selection", "standard"), ("dynamic_selection", "coteaching"),
-                ("dynamic_selection", "coteaching+"), ("dynamic_selection", "fine"),
-                ("dynamic_selection", "f-coteaching"), ("dividemix", "dividemix"))
-LOSS_ORDER = ("ce", "gce", "sce", "elr")
-SELECTOR_ORDER = (None, "loss-gmm", "fine", "small-loss")
-
-Group = tuple[str, str, str, str | None]  # (trainer, method, loss, selector)
+# Row order of the tables: method names as the papers print them (a label's base name, before " (" or " + ").
+ROW_ORDER = ("Standard", "Co-teaching", "Co-teaching+", "FINE", "F-Coteaching", "DivideMix", "F-DivideMix")
+Group = tuple[str, str, str, str | None, str]  # (trainer, method, loss, selector, label)
 
 
 @dataclass(frozen=True)
@@ -85,7 +82,7 @@ class Stat:
 
 @dataclass(frozen=True)
 class Published:
-    """One published number from ``fine/published.csv``."""
+    """One published number from ``engine/published.csv``."""
 
     method: str
     setting: Setting
@@ -113,35 +110,20 @@ def setting_of(summary: dict[str, Any]) -> Setting:
 
 def group_of(summary: dict[str, Any]) -> Group:
     """The table row a run belongs to."""
-    return summary["trainer"], summary["method"], summary["loss"], summary["selector"]
+    return summary["trainer"], summary["method"], summary["loss"], summary["selector"], summary["label"]
 
 
 def method_label(group: Group) -> str:
-    """A readable name for a row, e.g. ``FINE + GCE``, ``F-DivideMix``, ``FINE (small-loss selector)``."""
-    trainer, method, loss, selector = group
-    plus_loss = "" if loss == "ce" else f" + {loss.upper()}"
-    if trainer == "dividemix" and method == "dividemix":
-        names = {"loss-gmm": "DivideMix", "fine": "F-DivideMix"}
-        return names.get(selector, f"DivideMix ({selector} selector)") + plus_loss
-    if trainer == "dynamic_selection":
-        if method == "standard":
-            return f"Standard ({loss.upper()})"
-        if method == "fine":
-            return "FINE" + plus_loss + ("" if selector == "fine" else f" ({selector} selector)")
-        names = {"f-coteaching": "F-Coteaching", "coteaching": "Co-teaching", "coteaching+": "Co-teaching+"}
-        if method in names:
-            return names[method] + plus_loss
-    return f"{method} ({trainer}, {loss}, {selector})"
+    """The row's readable name, e.g. ``FINE + GCE`` or ``F-DivideMix``, as the trainer wrote it in the summary."""
+    return group[4]
 
 
 def _group_sort_key(group: Group) -> tuple:
-    trainer, method, loss, selector = group
-
-    def rank(order: Sequence, item: Any) -> int:
-        return order.index(item) if item in order else len(order)
-
-    return (rank(METHOD_ORDER, (trainer, method)), trainer, method, rank(LOSS_ORDER, loss), loss,
-            rank(SELECTOR_ORDER, selector), str(selector))
+    """Rows in the papers' order of methods (:data:`ROW_ORDER`, by the label's base name), then by label."""
+    label = method_label(group)
+    base = label.split(" (")[0].split(" + ")[0]
+    rank = ROW_ORDER.index(base) if base in ROW_ORDER else len(ROW_ORDER)
+    return rank, label, tuple(str(v) for v in group[:4])
 
 
 def _dataset_sort_key(dataset: str) -> tuple:
@@ -345,7 +327,7 @@ def write_csv(path: Path, summaries: list[dict[str, Any]]) -> None:
                          "std", "n"])
         for group, setting in sorted(cells, key=_cell_sort_key):
             for metric, stat in cells[(group, setting)].items():
-                writer.writerow([*("" if v is None else v for v in group), method_label(group), setting.dataset,
+                writer.writerow([*("" if v is None else v for v in group), setting.dataset,
                                  setting.name, metric, "" if stat.mean is None else repr(stat.mean),
                                  "" if stat.std is None else repr(stat.std), stat.n])
 
@@ -463,7 +445,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=str, default=None,
                         help="folder for report.md and report.csv (default: RUNS_DIR)")
     parser.add_argument("--reference", action="store_true",
-                        help="put the published numbers of fine/published.csv beside ours (* = secondary source)")
+                        help="put the published numbers of engine/published.csv beside ours (* = secondary source)")
     parser.add_argument("--metric", type=str, default="both", choices=("best", "last", "both"),
                         help="which test-accuracy tables to show; report.csv always holds every metric")
     parser.add_argument("--selection", type=str, default=None, metavar="RUN_DIR",
