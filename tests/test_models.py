@@ -77,6 +77,22 @@ def test_mlp_and_cnn1d_shapes():
     assert create_model("cnn1d", 2)(torch.randn(2, 1, 16)).shape == (2, 2)  # one channel by default
 
 
+def test_one_sample_training_batch_uses_running_statistics():
+    torch.manual_seed(0)
+    model = create_model("mlp", 3, input_shape=(13,))
+    model(torch.randn(16, 13) * 3 + 1)  # a training batch moves the running statistics
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(1, 13)
+    out = model(x)  # plain batch norm raises on one value per channel
+    out.sum().backward()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.eval()
+    torch.testing.assert_close(out, model(x))
+    signal = create_model("cnn1d", 3, input_shape=(2, 3))  # one time step left after the pools
+    signal(torch.randn(1, 2, 3)).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in signal.parameters())
+
+
 @pytest.mark.parametrize("arch,shape,message", [
     ("mlp", (2, 50), "--arch mlp takes table rows \\(D,\\), but the samples have shape \\(2, 50\\); use --arch cnn1d"),
     ("cnn1d", (13,), "--arch cnn1d takes signals \\(C, L\\).*use --arch mlp"),
