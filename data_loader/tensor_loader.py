@@ -32,7 +32,8 @@ class TensorLoader:
     Parameters
     ----------
     dataset : NoisyDataset whose ``images`` (N, C, H, W) uint8 and ``noisy_labels`` (N,) are copied to ``device``
-        once; its ``transform`` is ignored.
+        once; its ``transform`` is ignored. Tables and signals (float samples) are refused: they need no
+        augmentation, and the DataLoader path serves them.
     name : dataset name keying ``NORMALIZATION`` and ``AUGMENTATION`` in :mod:`data_loader.transforms`.
     batch_size : samples per batch; the last batch of an epoch is partial unless ``drop_last``.
     device : where the images live and the batches are produced.
@@ -48,6 +49,10 @@ class TensorLoader:
 
     def __init__(self, dataset: NoisyDataset, name: str, *, batch_size: int, device: torch.device | str,
                  channels_last: bool = False, drop_last: bool = False) -> None:
+        if dataset.images.dtype != torch.uint8 or dataset.images.ndim != 4:
+            raise UserError(f"--data_on_gpu on serves uint8 (N, C, H, W) images only, but {name!r} holds "
+                            f"{dataset.images.dtype} samples of shape {tuple(dataset.images.shape[1:])} (a table or "
+                            f"signals); use --data_on_gpu off")
         if name not in NORMALIZATION:
             raise UserError(f"no augmentation settings for dataset {name!r}; use one of {', '.join(NORMALIZATION)}")
         if batch_size < 1:

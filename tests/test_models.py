@@ -1,4 +1,5 @@
-"""Models: shapes, the feature/head contract, sizes, gradients, a small CNN that learns digits, pretrained loading."""
+"""Models: shapes, the feature/head contract, sizes, gradients, deterministic init, the input kind each arch takes, a
+small CNN that learns digits, pretrained loading."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,6 +20,8 @@ SPECS = {
     "resnet50": ((3, 32, 32), 2048, (23.4, 23.6)),
     "small_cnn": ((1, 8, 8), 128, (0.02, 0.15)),
     "inception_resnet_v2": ((3, 75, 75), 1536, (54.2, 54.4)),
+    "mlp": ((20,), 128, (0.09, 0.12)),
+    "cnn1d": ((2, 50), 128, (0.08, 0.1)),
 }
 
 
@@ -30,7 +33,7 @@ def test_specs_cover_every_arch():
 def test_shapes_contract_size_and_gradients(arch):
     torch.manual_seed(0)
     shape, dim, (lo, hi) = SPECS[arch]
-    model = create_model(arch, 7)
+    model = create_model(arch, 7, input_shape=shape)
     assert model.feature_dim == dim
     assert isinstance(model.head, torch.nn.Linear) and model.head.in_features == dim and model.head.out_features == 7
     backbone = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("head."))
@@ -49,6 +52,64 @@ def test_shapes_contract_size_and_gradients(arch):
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert all(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn1d"])
+def test_init_is_deterministic_from_torch_seed(arch):
+    shape = SPECS[arch][0]
+    torch.manual_seed(3)
+    one = create_model(arch, 4, input_shape=shape).state_dict()
+    torch.manual_seed(3)
+    two = create_model(arch, 4, input_shape=shape).state_dict()
+    torch.manual_seed(4)
+    three = create_model(arch, 4, input_shape=shape).state_dict()
+    assert all(torch.equal(one[k], two[k]) for k in one)
+    assert not torch.equal(one["head.weight"], three["head.weight"])
+
+
+def test_mlp_and_cnn1d_shapes():
+    torch.manual_seed(0)
+    table = create_model("mlp", 3, in_channels=13)  # in_channels is a table's feature count
+    assert table(torch.randn(5, 13)).shape == (5, 3) and table.forward_features(torch.randn(5, 13)).min() >= 0
+    signal = create_model("cnn1d", 4, input_shape=(3, 100))
+    for length in (1, 7, 100, 333):  # global pooling: any length
+        assert signal(torch.randn(2, 3, length)).shape == (2, 4)
+    assert create_model("cnn1d", 2)(torch.randn(2, 1, 16)).shape == (2, 2)  # one channel by default
+
+
+def test_one_sample_training_batch_uses_running_statistics():
+    torch.manual_seed(0)
+    model = create_model("mlp", 3, input_shape=(13,))
+    model(torch.randn(16, 13) * 3 + 1)  # a training batch moves the running statistics
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(1, 13)
+    out = model(x)  # plain batch norm raises on one value per channel
+    out.sum().backward()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.eval()
+    torch.testing.assert_close(out, model(x))
+    signal = create_model("cnn1d", 3, input_shape=(2, 3))  # one time step left after the pools
+    signal(torch.randn(1, 2, 3)).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in signal.parameters())
+
+
+@pytest.mark.parametrize("arch,shape,message", [
+    ("mlp", (2, 50), "--arch mlp takes table rows \\(D,\\), but the samples have shape \\(2, 50\\); use --arch cnn1d"),
+    ("cnn1d", (13,), "--arch cnn1d takes signals \\(C, L\\).*use --arch mlp"),
+    ("resnet34", (13,), "--arch resnet34 takes images \\(C, H, W\\).*use --arch mlp"),
+    ("mlp", (3, 32, 32), "use --arch preact_resnet18 or resnet34"),
+])
+def test_arch_refuses_other_input_kinds(arch, shape, message):
+    with pytest.raises(UserError, match=message) as err:
+        create_model(arch, 3, input_shape=shape)
+    assert "\n" not in str(err.value)
+
+
+def test_input_shape_and_in_channels_must_agree():
+    with pytest.raises(ValueError, match="contradicts"):
+        create_model("mlp", 3, in_channels=12, input_shape=(13,))
+    with pytest.raises(ValueError, match="needs the feature count"):
+        create_model("mlp", 3)
 
 
 def test_in_channels_and_bad_input():
