@@ -37,6 +37,7 @@ int64). NaN or infinite inputs are refused: impute or drop them before saving.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,6 +256,29 @@ def load_npz(path: str | os.PathLike) -> UserData:
     num_classes = int(max(y.max() for y in (noisy, clean, test_labels) if y is not None and y.size)) + 1
     return UserData(kind=kind, train_inputs=train, train_labels=noisy, train_clean=clean, test_inputs=test,
                     test_labels=test_labels, num_classes=num_classes, classes=[str(k) for k in range(num_classes)])
+
+
+def npz_kind(path: str | os.PathLike) -> str:
+    """The kind of data (:data:`KINDS`) a ``.npz`` holds, read from its ``kind`` entry and ``x_train``'s header only
+    (cheap on large files): what the trainers' recipes need before the data is loaded."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--dataset npz needs --data_path to be an existing .npz file; {path} is not a file")
+    try:
+        with zipfile.ZipFile(path) as archive, np.load(path, allow_pickle=False) as content:
+            arrays = {"kind": content["kind"]} if "kind" in content.files else {}
+            with archive.open("x_train.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+    except KeyError:
+        raise UserError(f"{path} lacks the array x_train; save x_train, y_train, x_test, y_test with "
+                        f"numpy.savez") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(f"cannot read {path} as .npz ({err}); save it with numpy.savez") from None
+    arrays["x_train"] = np.empty([0] * len(shape), dtype=dtype)  # what the inference looks at: dtype and ndim
+    return _npz_kind(arrays, path)
 
 
 def load_user_data(dataset: str, data_path: str | os.PathLike) -> UserData:

@@ -34,8 +34,8 @@ from data_loader.sampling import balanced_subset
 from dividemix.mixmatch import (co_guess, co_refine, linear_rampup, mixup, neg_entropy_penalty, soft_cross_entropy,
                                 uniform_prior_penalty, unlabelled_mse)
 from dividemix.recipes import recipe
-from engine.args import add_common_args, add_selector_args, add_speed_args, check_selector_args, fill_defaults, \
-    selector_config
+from engine.args import (add_common_args, add_selector_args, add_speed_args, check_selector_args, fill_defaults,
+                         input_kind, selector_config)
 from engine.loop import Run, Trainer, fit
 from fine.amp import autocast
 from fine.distributed import all_reduce_sum, local_module, print0
@@ -71,7 +71,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     """Check the flags and fill unset ones from the paper's recipe."""
     if args.selector == "fine" and args.loss_history is not None:
         raise UserError("--loss_history applies to --selector loss-gmm only; drop it")
-    fill_defaults(args, recipe(args.dataset, args.noise_kind, args.noise_rate))
+    fill_defaults(args, recipe(args.dataset, args.noise_kind, args.noise_rate, input_kind(args)))
     if args.lambda_u is None:
         raise UserError(f"DivideMix publishes no lambda_u for {args.dataset} {args.noise_kind} noise "
                         f"{args.noise_rate:g}; pass --lambda_u (e.g. 25)")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from data_loader.sampling import balanced_epoch_indices, balanced_subset
 from dynamic_selection.recipes import recipe
 from engine.args import (add_common_args, add_selector_args, add_speed_args, check_selector_args, fill_defaults,
-                         selector_config)
+                         input_kind, selector_config)
 from engine.data import TrainData
 from engine.loop import Run, Trainer, fit
 from fine.amp import autocast
@@ -85,7 +85,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         raise UserError("--forget_rate applies to coteaching, coteaching+ or --selector small-loss")
     if args.method != "coteaching+" and args.init_steps is not None:
         raise UserError("--init_steps applies to --method coteaching+ only")
-    fill_defaults(args, recipe(args.dataset, args.method, args.loss))
+    fill_defaults(args, recipe(args.dataset, args.method, args.loss, input_kind(args)))
     fill_defaults(args, {f"{args.loss}_{k}": v for k, v in default_loss_hparams(args.loss, args.dataset).items()})
     if selecting and (args.every < 1 or args.warmup < 0):
         raise UserError(f"--every must be at least 1 and --warmup at least 0 (got {args.every}, {args.warmup})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from data_loader import DATASETS, NOISE_KINDS, REAL_DATASETS
+from data_loader.user_data import npz_kind
 from fine.amp import AMP_MODES
 from fine.errors import UserError
 from fine.models import ARCHS
@@ -136,6 +137,12 @@ def selector_config(args: argparse.Namespace, *, keep_ratio: float | None = None
     """The :class:`fine.selection.SelectorConfig` the resolved flags describe."""
     return SelectorConfig(kind=args.selector, threshold=args.p_threshold, fit=args.fit, score=args.score,
                           vector=args.vector, keep_ratio=keep_ratio)
+
+
+def input_kind(args: argparse.Namespace) -> str:
+    """What the training inputs are, for the recipe tables: "image", or for ``--dataset npz`` what the file holds
+    ("image", "table" or "signal"; read from its header, the data is not loaded)."""
+    return npz_kind(args.data_path) if args.dataset == "npz" else "image"
 
 
 def fill_defaults(args: argparse.Namespace, recipe: dict) -> None:

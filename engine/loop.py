@@ -34,7 +34,7 @@ from data_loader.transforms import AUGMENTATION
 from engine.args import check_common_args
 from engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from engine.data import TrainBatches, TrainData, augment_generator, epoch_generator, load_data
-from engine.logger import RunLogger, jsonable
+from engine.logger import RunLogger, jsonable, write_json
 from engine.optim import EpochSchedule, build_optimizer
 from engine.rounds import log_round, save_selection_round, selection_quality
 from engine.rundir import prepare_run_dir, print_args, seed_everything
@@ -64,12 +64,13 @@ class Networks:
     scalers: list[torch.amp.GradScaler]
 
 
-def build_networks(args: argparse.Namespace, count: int, num_classes: int, in_channels: int,
+def build_networks(args: argparse.Namespace, count: int, num_classes: int, input_shape: tuple[int, ...],
                    world: World) -> Networks:
-    """``count`` freshly initialised networks of ``--arch`` on the run's device, prepared for ``--channels_last``,
-    ``--compile`` and torchrun (``--sync_bn``), each with its optimiser, schedule and ``--amp`` loss scaler."""
+    """``count`` freshly initialised networks of ``--arch`` for inputs of one sample's ``input_shape`` on the run's
+    device, prepared for ``--channels_last``, ``--compile`` and torchrun (``--sync_bn``), each with its optimiser,
+    schedule and ``--amp`` loss scaler."""
     models = [prepare_model(create_model(args.arch, num_classes, pretrained=args.pretrained,
-                                         in_channels=in_channels).to(world.device),
+                                         input_shape=input_shape).to(world.device),
                             channels_last=args.channels_last, compile=args.compile) for _ in range(count)]
     train_models = [wrap_ddp(m, world, sync_bn=args.sync_bn) for m in models]
     scalers = [grad_scaler(world.device, args.amp) for _ in models]
@@ -215,8 +216,8 @@ def fit(trainer_cls: type[Trainer], args: argparse.Namespace) -> dict:
     check_common_args(args)
     args = trainer_cls.resolve_args(args)
     if args.data_on_gpu == "on" and args.dataset not in AUGMENTATION:
-        raise UserError(f"--data_on_gpu on needs an in-memory image dataset ({', '.join(AUGMENTATION)}); "
-                        f"{args.dataset} is read from files: use --data_on_gpu off")
+        raise UserError(f"--data_on_gpu on holds augmented images on the device, for {', '.join(AUGMENTATION)}; "
+                        f"{args.dataset} has no device-side augmentation: use --data_on_gpu off")
     if args.dry_run:
         config = {"trainer": trainer_cls.name, **jsonable(vars(args))}
         print(json.dumps(config, sort_keys=True))
@@ -232,16 +233,19 @@ def fit(trainer_cls: type[Trainer], args: argparse.Namespace) -> dict:
     if (run_dir / "summary.json").exists():
         print0(f"{run_dir} already finished; nothing to do")
         return {}
+    bundle = data.bundle
     if world.is_main:
         print_args(args)
-    bundle = data.bundle
+        if bundle.standardization is not None:  # tables and signals: the training split's statistics
+            write_json(run_dir / "standardization.json", {"kind": bundle.kind, **bundle.standardization})
     print0(f"run directory: {run_dir}\ntrain {len(bundle.train)}, validation {len(bundle.val) if bundle.val else 0}, "
            f"test {len(bundle.test)}; {bundle.noise_info}; {world.world_size} process(es)")
 
     # The networks and the method, freshly initialised or restored from last.pt.
     seed_everything(args.seed)
     configure_backends(world.device)
-    nets = build_networks(args, trainer_cls.num_networks(args), bundle.num_classes, bundle.test[0][0].shape[0], world)
+    nets = build_networks(args, trainer_cls.num_networks(args), bundle.num_classes, tuple(bundle.test[0][0].shape),
+                          world)
     run = Run(args, world, data, run_dir, nets, resident, logger=None, state=_fresh_state())
     trainer = trainer_cls(run)
     if resuming:

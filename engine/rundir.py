@@ -54,7 +54,8 @@ def run_name(args: argparse.Namespace, parts: list[str]) -> str:
         noise = f"{args.noise_kind}{args.noise_rate:g}"
     if args.noise_file:
         noise = f"file-{Path(args.noise_file).stem}"
-    return f"{args.dataset}_{noise}/" + "_".join([*parts, f"seed{args.seed}", digest])
+    dataset = f"{args.dataset}-{Path(args.data_path).stem}" if args.dataset in ("npz", "folder") else args.dataset
+    return f"{dataset}_{noise}/" + "_".join([*parts, f"seed{args.seed}", digest])
 
 
 def prepare_run_dir(args: argparse.Namespace, trainer: str, parts: list[str]) -> tuple[Path, bool]:

@@ -225,7 +225,7 @@ def test_fp16_needs_cuda(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--dataset", "clothing1m", "--noise_kind", "real", "--data_on_gpu", "on"],
-     "--data_on_gpu on needs an in-memory image dataset"),
+     "--data_on_gpu on holds augmented images on the device"),
 ])
 def test_speed_flags_refused_where_they_cannot_apply(tmp_path, flags, message):
     with pytest.raises(UserError, match=message):

@@ -2,6 +2,8 @@
 statistics for tables and signals, bad inputs, an MLP that learns a real table, and 1-epoch runs."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import pickle
 from pathlib import Path
@@ -18,6 +20,7 @@ from data_loader.datasets import NoisyDataset
 from data_loader.tensor_loader import TensorLoader
 from data_loader.transforms import Standardize
 from data_loader.user_data import IMAGE_SIZE
+import dividemix.train as dm
 from dynamic_selection import train as ds
 from fine.errors import UserError
 from fine.models import create_model
@@ -417,3 +420,31 @@ def test_one_epoch_run_on_table(tmp_path):
         "--every", "1", "--method", "fine", "--batch_size", "32"]))
     assert summary["finished"] and summary["dataset"] == "npz" and summary["selection"] is not None
     assert summary["last_test_acc"] >= 70.0  # 79-92% over seeds 1-6 after 2 epochs on 20% noise; majority class 50%
+
+
+@pytest.mark.parametrize("writer, arch", [(write_table, "mlp"), (write_signals, "cnn1d"), (write_npz, None)])
+def test_recipes_follow_what_the_npz_holds_without_loading_it(tmp_path, writer, arch):
+    writer(tmp_path / "data.npz")
+    argv = ["--dataset", "npz", "--data_path", str(tmp_path / "data.npz"), "--noise_kind", "none", "--dry_run"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        config = ds.main(ds.get_args_parser().parse_args(argv))
+        dividemix = dm.main(dm.get_args_parser().parse_args(argv + (["--lambda_u", "25"] if arch is None else [])))
+    if arch is None:  # images: each trainer's CIFAR-10 recipe
+        assert (config["arch"], dividemix["arch"]) == ("resnet34", "preact_resnet18")
+    else:
+        assert config["arch"] == dividemix["arch"] == arch
+        # tables and signals are not augmented, so DivideMix's unlabelled loss is off by default
+        assert (config["epochs"], config["warmup"], dividemix["lambda_u"]) == (60, 10, 0.0)
+
+
+def test_a_table_run_saves_its_standardisation(tmp_path):
+    write_table(tmp_path / "wine.npz")
+    summary = ds.main(ds.get_args_parser().parse_args([
+        "--dataset", "npz", "--data_path", str(tmp_path / "wine.npz"), "--noise_kind", "none",
+        "--output", str(tmp_path / "runs"), "--device", "cpu", "--epochs", "1", "--method", "standard"]))
+    saved = json.loads((Path(summary["run_dir"]) / "standardization.json").read_text())
+    train = WINE["x_train"]
+    assert saved["kind"] == "table"
+    np.testing.assert_allclose(saved["mean"], train.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(saved["std"], train.std(0), rtol=1e-4)
+    assert "/npz-wine_clean/" in summary["run_dir"]  # runs on different files never share a directory

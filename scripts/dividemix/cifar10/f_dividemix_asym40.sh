@@ -13,6 +13,7 @@ NOISE_RATE=0.4         # noise rate r
 ARCH=preact_resnet18   # network
 EPOCHS=300             # training epochs
 BATCH_SIZE=64          # mini-batch size
+OPTIMIZER=sgd          # sgd (momentum 0.9) or adam
 LR=0.02                # initial learning rate
 LR_SCHEDULE=multistep  # multistep | cosine | linear-decay
 MILESTONES="150"       # epochs at which multistep multiplies the lr by GAMMA

@@ -17,6 +17,7 @@ PRETRAINED=imagenet    # initial weights: torchvision's ImageNet file in the loc
 EPOCHS=80              # training epochs
 NUM_BATCHES=1000       # an epoch / selection round works on a fresh class-balanced draw of this many batches
 BATCH_SIZE=32          # mini-batch size
+OPTIMIZER=sgd          # sgd (momentum 0.9) or adam
 LR=0.002               # initial learning rate
 LR_SCHEDULE=multistep  # multistep | cosine | linear-decay
 MILESTONES="40"        # epochs at which multistep multiplies the lr by GAMMA

@@ -16,6 +16,7 @@ NOISE_KIND=real           # the labels the dataset comes with
 ARCH=inception_resnet_v2  # network
 EPOCHS=80                 # training epochs
 BATCH_SIZE=32             # mini-batch size
+OPTIMIZER=sgd             # sgd (momentum 0.9) or adam
 LR=0.01                   # initial learning rate
 LR_SCHEDULE=multistep     # multistep | cosine | linear-decay
 MILESTONES="40"           # epochs at which multistep multiplies the lr by GAMMA
