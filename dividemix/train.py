@@ -9,9 +9,10 @@ rest unlabelled (their labels co-guessed by both networks).
 
     python -m dividemix.train --dataset cifar10 --noise_kind sym --noise_rate 0.5 --selector fine
 
-With ``--num_batches`` (the Clothing1M recipe) every epoch works on a fresh class-balanced draw of
-``num_batches * 2 * batch_size`` training samples, as the published DivideMix code does: warm-up trains on it and each
-network splits only it, so a round costs as much as an epoch, not a pass over the million images.
+With ``--num_batches`` (the Clothing1M recipe) each network works on fresh class-balanced draws of training samples,
+as the published DivideMix code does (Train_clothing1M.py): it warms up on a draw of ``num_batches * 2 *
+batch_size`` and splits a draw of ``num_batches * batch_size``, from which its peer then trains, so a round costs
+about an epoch's forward passes, not a pass over the million images.
 
 Under ``torchrun`` each process trains both networks on its share of every epoch's samples (DDP), extracts the
 outputs of its share of the training set, and all processes make the same split from the combined outputs.
@@ -61,6 +62,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="sharpening temperature T of refined and guessed labels (--T as in DivideMix's code)")
     g.add_argument("--alpha", type=float, default=None,
                    help="mixup Beta(alpha, alpha) concentration (default 4; 0.5 on clothing1m and webvision)")
+    g.add_argument("--unlabelled", type=str, default=None, choices=("mix", "ignore"),
+                   help="mix: MixMatch mixes the labelled and the co-guessed unlabelled samples; ignore: only the "
+                        "labelled ones (DivideMix on Clothing1M and WebVision, whose lambda_u is 0); default per "
+                        "recipe")
+    g.add_argument("--warmup_penalty", type=str, default=None, choices=("on", "off"),
+                   help="add the confidence penalty (negative entropy) to the warm-up loss (default per recipe: on "
+                        "for asymmetric noise and Clothing1M, as DivideMix)")
     g.add_argument("--loss_history", type=int, default=None,
                    help="loss-gmm: fit the GMM on the normalised loss averaged over this many recent epochs "
                         "(default 5 at 90%% symmetric noise, else 1)")
@@ -71,7 +79,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     """Check the flags and fill unset ones from the paper's recipe."""
     if args.selector == "fine" and args.loss_history is not None:
         raise UserError("--loss_history applies to --selector loss-gmm only; drop it")
-    fill_defaults(args, recipe(args.dataset, args.noise_kind, args.noise_rate, input_kind(args)))
+    fill_defaults(args, recipe(args.dataset, args.noise_kind, args.noise_rate, input_kind(args), args.selector))
     if args.lambda_u is None:
         raise UserError(f"DivideMix publishes no lambda_u for {args.dataset} {args.noise_kind} noise "
                         f"{args.noise_rate:g}; pass --lambda_u (e.g. 25)")
@@ -164,25 +172,27 @@ def mixmatch_one_epoch(model: nn.Module, peer: nn.Module, labelled: Iterable, un
         y, index = y.to(device, non_blocking=True), index.to(device)
         batch = len(y)
         with torch.no_grad():
-            p_x = forward(plain, torch.cat([x1, x2])).softmax(1).reshape(2, batch, num_classes).mean(0)
-            targets_x = co_refine(F.one_hot(y, num_classes), w[index], p_x, args.T)
-            inputs, targets = [x1, x2], [targets_x, targets_x]  # + [u1 and u2 together], [guesses twice]
+            # One forward per view and network, unlabelled first, as DivideMix does (Train_cifar.py:64-67,76-77): the
+            # network being trained stays in train mode, so each view's batch statistics normalise it and update its
+            # running statistics.
+            inputs, targets = [x1, x2], []  # + [u1, u2]; targets: [refined x twice] + [guessed u twice]
             if unlabelled_iter is not None:
                 try:
                     u1, u2, _, _ = next(unlabelled_iter)
                 except StopIteration:
                     unlabelled_iter = iter(unlabelled)
                     u1, u2, _, _ = next(unlabelled_iter)
-                u = torch.cat([u1, u2]).to(device, non_blocking=True)
-                # Four predictions per sample: both networks on both views.
-                guesses = [forward(m, u).softmax(1).reshape(2, len(u1), num_classes) for m in (plain, peer)]
-                targets_u = co_guess([g[v] for g in guesses for v in range(2)], args.T)
-                inputs.append(u)
-                targets += [targets_u, targets_u]
+                u1, u2 = u1.to(device, non_blocking=True), u2.to(device, non_blocking=True)
+                guesses = [forward(m, u).softmax(1) for m in (plain, peer) for u in (u1, u2)]  # 4 per sample
+                targets_u = co_guess(guesses, args.T)
+                inputs += [u1, u2]
+            p_x = (forward(plain, x1).softmax(1) + forward(plain, x2).softmax(1)) / 2
+            targets_x = co_refine(F.one_hot(y, num_classes), w[index], p_x, args.T)
+            targets = [targets_x, targets_x] + ([targets_u, targets_u] if len(inputs) == 4 else [])
         mixed_x, mixed_y, _ = mixup(torch.cat(inputs), torch.cat(targets), args.alpha, rng)
         logits = forward(model, mixed_x)
         loss_x = soft_cross_entropy(logits[:2 * batch], mixed_y[:2 * batch])
-        loss_u = unlabelled_mse(logits[2 * batch:], mixed_y[2 * batch:]) if len(inputs) == 3 else logits.new_zeros(())
+        loss_u = unlabelled_mse(logits[2 * batch:], mixed_y[2 * batch:]) if len(inputs) == 4 else logits.new_zeros(())
         ramp = args.lambda_u * linear_rampup(epoch + step / num_iter, args.warmup)
         penalty = uniform_prior_penalty(logits)
         loss = loss_x + ramp * loss_u + penalty
@@ -206,10 +216,10 @@ class DivideMix(Trainer):
 
     def __init__(self, run: Run) -> None:
         super().__init__(run)
-        # history[i]: recent normalised losses of network i (loss-gmm); ref_masks[i]: network i's last split by
-        # dataset index (--reference previous).
+        # history[i]: recent normalised losses of network i (loss-gmm); trained_on[i]: the samples network i last
+        # trained on as labelled, by dataset index (its reference set with --reference previous).
         self.history: list[list[torch.Tensor]] = [[], []]
-        self.ref_masks: list[torch.Tensor | None] = [None, None]
+        self.trained_on: list[torch.Tensor | None] = [None, None]
 
     resolve_args = staticmethod(resolve_args)
 
@@ -227,10 +237,10 @@ class DivideMix(Trainer):
         return ["dividemix", args.selector]
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "ref_masks": self.ref_masks}
+        return {"history": self.history, "trained_on": self.trained_on}
 
     def load_state_dict(self, state: dict) -> None:
-        self.history, self.ref_masks = state["history"], state["ref_masks"]
+        self.history, self.trained_on = state["history"], state["trained_on"]
 
     def train_epoch(self, epoch: int, row: dict, order: torch.Generator, augment: torch.Generator) -> None:
         args, run = self.args, self.run
@@ -238,24 +248,26 @@ class DivideMix(Trainer):
         rng = np.random.default_rng((args.seed % 2**32, epoch, world.rank))  # mixup weights and partners
         # --num_batches counts the batches of all processes together
         max_batches = None if args.num_batches is None else math.ceil(args.num_batches / world.world_size)
-        pool = torch.arange(run.num_train)  # the epoch's samples: all, or a fresh class-balanced draw
-        if args.num_batches is not None:  # distinct samples, so a class short of its share gives fewer
-            pool = balanced_subset(run.data.noisy, args.num_batches * 2 * args.batch_size, run.num_classes, order)
         if epoch < args.warmup:
-            # DivideMix warms up on batches of twice the MixMatch size (64 labelled + 64 unlabelled).
-            loader = run.batches(pool, batch_size=2 * args.batch_size, augment=augment, shuffle=order)
+            # DivideMix warms up on batches of twice the MixMatch size (64 labelled + 64 unlabelled), each network on
+            # its own class-balanced draw with --num_batches (DM Train_clothing1M.py:245-250).
             for i in range(2):
+                loader = run.batches(self.pool(2 * args.batch_size, order), batch_size=2 * args.batch_size,
+                                     augment=augment, shuffle=order)
                 metrics = warmup_one_epoch(nets.train_models[i], loader, nets.optimizers[i],
-                                           confidence_penalty=args.noise_kind == "asym", max_batches=max_batches,
+                                           confidence_penalty=args.warmup_penalty == "on", max_batches=max_batches,
                                            device=run.device, desc=f"warm-up {epoch} net {i + 1}", amp=args.amp,
                                            scaler=nets.scalers[i])
                 row.update({f"train/net{i + 1}/{k}": v for k, v in metrics.items()})
         else:
-            splits = [self.divide(i, pool, epoch, row, augment) for i in range(2)]
+            # Each network splits its own samples (all, or its own draw: DM Train_clothing1M.py:181,268-271).
+            pools = [self.pool(args.batch_size, order) for _ in range(2)]
+            splits = [self.divide(i, pools[i], epoch, row, augment) for i in range(2)]
             for i in range(2):
                 peer = 1 - i
-                sel = splits[peer]  # co-divide: network i learns from its peer's split
+                pool, sel = pools[peer], splits[peer]  # co-divide: network i learns from its peer's split
                 labelled_idx, unlabelled_idx = pool[sel.clean_mask.cpu()], pool[~sel.clean_mask.cpu()]
+                self.trained_on[i] = torch.zeros(run.num_train, dtype=torch.bool).index_fill_(0, labelled_idx, True)
                 tag = f"train/net{i + 1}"
                 row[f"{tag}/labelled"], row[f"{tag}/unlabelled"] = len(labelled_idx), len(unlabelled_idx)
                 if len(labelled_idx) == 0:
@@ -264,7 +276,8 @@ class DivideMix(Trainer):
                     continue
                 views = dict(batch_size=args.batch_size, augment=augment, shuffle=order, two_views=True)
                 labelled = run.batches(labelled_idx, **views)
-                unlabelled = run.batches(unlabelled_idx, **views) if len(unlabelled_idx) > 0 else None
+                mix_unlabelled = len(unlabelled_idx) > 0 and args.unlabelled == "mix"
+                unlabelled = run.batches(unlabelled_idx, **views) if mix_unlabelled else None
                 w = sel.clean_prob.new_zeros(run.num_train, device=run.device)  # the peer's clean probability
                 w[pool.to(run.device)] = sel.clean_prob.to(run.device)
                 metrics = mixmatch_one_epoch(nets.train_models[i], nets.models[peer], labelled, unlabelled, w,
@@ -274,6 +287,14 @@ class DivideMix(Trainer):
                 row.update({f"{tag}/{k}": v for k, v in metrics.items()})
         losses = [row[f"train/net{i + 1}/loss"] for i in range(2) if f"train/net{i + 1}/loss" in row]
         row["train/loss"] = sum(losses) / len(losses) if losses else None
+
+    def pool(self, batch_size: int, order: torch.Generator) -> torch.Tensor:
+        """The samples a network works on this epoch: all of them, or with ``--num_batches`` a fresh class-balanced
+        draw of ``num_batches * batch_size`` distinct samples (a class short of its share gives fewer)."""
+        run = self.run
+        if self.args.num_batches is None:
+            return torch.arange(run.num_train)
+        return balanced_subset(run.data.noisy, self.args.num_batches * batch_size, run.num_classes, order)
 
     def divide(self, i: int, pool: torch.Tensor, epoch: int, row: dict, augment: torch.Generator) -> Selection:
         """Network ``i``'s split of the samples ``pool`` from its eval-mode outputs on un-augmented images.
@@ -286,7 +307,7 @@ class DivideMix(Trainer):
         t0 = time.time()
         features, logits, positions = run.extract(run.nets.models[i], pool, augment)
         history = self.history[i]
-        previous = self.ref_masks[i] if args.reference == "previous" else None
+        previous = self.trained_on[i] if args.reference == "previous" else None
         sel = select_samples(selector_config(args), features, logits, run.data.noisy[pool][positions],
                              run.num_classes, positions=positions, num_samples=len(pool),
                              ref_mask=None if previous is None else previous[pool][positions],
@@ -294,9 +315,6 @@ class DivideMix(Trainer):
         if args.selector == "loss-gmm":
             keep = args.loss_history - 1
             self.history[i] = (history + [sel.scores])[-keep:] if keep else []
-        selected = torch.zeros(run.num_train, dtype=torch.bool)
-        selected[pool] = sel.clean_mask.cpu()
-        self.ref_masks[i] = selected
         run.record_round(f"select/net{i + 1}", sel, pool, epoch, row, seconds=time.time() - t0,
                          file_suffix=f"_net{i + 1}", summary=i == 0)
         return sel

@@ -31,8 +31,8 @@ from engine.loop import Run, Trainer, fit
 from fine.amp import autocast
 from fine.distributed import all_reduce_sum, print0
 from fine.errors import UserError, run_cli
-from fine.losses import LOSSES, build_loss, default_loss_hparams
-from fine.selection import select_samples
+from fine.losses import LOSSES, build_loss
+from fine.selection import SelectorConfig, select_samples
 
 METHODS = ("standard", "fine", "f-coteaching", "coteaching", "coteaching+")
 TWO_NETS = ("f-coteaching", "coteaching", "coteaching+")
@@ -54,16 +54,29 @@ def get_args_parser() -> argparse.ArgumentParser:
     s = parser.add_argument_group("selection schedule")
     s.add_argument("--warmup", type=int, default=None, help="epochs on all data before the first selection round")
     s.add_argument("--every", type=int, default=None, help="epochs between selection rounds")
+    s.add_argument("--bn_after_selection", type=str, default=None, choices=("train", "eval"),
+                   help="batch norm while training on a selection: train (batch statistics), or eval (running "
+                        "statistics, frozen), which FINE_official's F-Coteaching does by accident after its first "
+                        "round (selection/util.py:56 sets eval mode, which its trainer never undoes); default per "
+                        "recipe")
     c = parser.add_argument_group("co-teaching family and small-loss selection")
-    c.add_argument("--forget_rate", type=float, default=None,
-                   help="tau: fraction of samples dropped as large-loss (default: the realised noise rate)")
-    c.add_argument("--num_gradual", type=int, default=None, help="epochs over which the forget rate ramps up to tau")
-    c.add_argument("--init_steps", type=int, default=None,
-                   help="coteaching+: optimisation steps of plain co-teaching before disagreement is used")
+    c.add_argument("--forget_rate", type=forget_rate_value, default=None,
+                   help="tau, the fraction of large-loss samples dropped: a number, 'published' (0.9 x --noise_rate, "
+                        "FINE_official loss/coteach.py:64), 'realised' (the measured noise rate; needs clean labels) "
+                        "or 'auto' (FINE's estimate of the noise rate: Co-teaching after its first epoch, the "
+                        "small-loss selector at every round); default per recipe")
+    c.add_argument("--num_gradual", type=int, default=None,
+                   help="Co-teaching's forget rate ramps from 0 to tau over the first num_gradual - 1 epochs")
+    c.add_argument("--init_epochs", type=int, default=None,
+                   help="coteaching+: epochs of plain co-teaching before disagreement is used (the Co-teaching+ "
+                        "code: 20 on CIFAR-10, 5 on CIFAR-100; FINE_official: 0)")
     lg = parser.add_argument_group("robust-loss hyperparameters (default per dataset)")
     lg.add_argument("--gce_q", type=float, default=None, help="GCE exponent q")
     lg.add_argument("--sce_alpha", type=float, default=None, help="SCE weight of cross-entropy")
     lg.add_argument("--sce_beta", type=float, default=None, help="SCE weight of reverse cross-entropy")
+    lg.add_argument("--sce_a", type=float, default=None,
+                    help="SCE's A, the log of the clamped one-hot's zeros: -4 as the paper and FINE_official; "
+                         "-9.21 (log 1e-4) as the SCE authors' code")
     lg.add_argument("--elr_beta", type=float, default=None, help="ELR target momentum beta")
     lg.add_argument("--elr_lambda", type=float, default=None, help="ELR regularisation weight lambda")
     return parser
@@ -83,18 +96,45 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     uses_forget_rate = args.method in ("coteaching", "coteaching+") or args.selector == "small-loss"
     if not uses_forget_rate and args.forget_rate is not None:
         raise UserError("--forget_rate applies to coteaching, coteaching+ or --selector small-loss")
-    if args.method != "coteaching+" and args.init_steps is not None:
-        raise UserError("--init_steps applies to --method coteaching+ only")
-    fill_defaults(args, recipe(args.dataset, args.method, args.loss, input_kind(args)))
-    fill_defaults(args, {f"{args.loss}_{k}": v for k, v in default_loss_hparams(args.loss, args.dataset).items()})
+    if args.method != "coteaching+" and args.init_epochs is not None:
+        raise UserError("--init_epochs applies to --method coteaching+ only")
+    fill_defaults(args, recipe(args.dataset, args.method, args.loss, input_kind(args), args.noise_kind))
+    unused = ({"selector", "warmup", "every", "p_threshold", "gmm_max_iter", "reference", "bn_after_selection"}
+              if not selecting else set())
+    if args.method not in ("coteaching", "coteaching+"):
+        unused |= {"num_gradual", "init_epochs"}
+    if args.method != "coteaching+":
+        unused.add("init_epochs")
+    if args.lr_schedule != "linear-decay":
+        unused.add("decay_start")
+    for flag in unused:  # what the recipe filled but this method does not use, so the resolved flags show it
+        setattr(args, flag, None)
+    if not uses_forget_rate:
+        args.forget_rate = None
+    elif args.forget_rate == "published":
+        if args.noise_rate is None:
+            raise UserError(f"--forget_rate published is 0.9 x --noise_rate, and --noise_kind {args.noise_kind} has "
+                            f"none; pass --forget_rate auto (FINE's estimate) or a number")
+        args.forget_rate = round(0.9 * args.noise_rate, 6)
     if selecting and (args.every < 1 or args.warmup < 0):
         raise UserError(f"--every must be at least 1 and --warmup at least 0 (got {args.every}, {args.warmup})")
     if selecting and args.warmup >= args.epochs:
         raise UserError(f"--warmup {args.warmup} leaves no epoch for selection within --epochs {args.epochs}")
-    check_selector_args(args)
-    if args.forget_rate is not None and not 0.0 <= args.forget_rate < 1.0:
+    if selecting:
+        check_selector_args(args)
+    if isinstance(args.forget_rate, float) and not 0.0 <= args.forget_rate < 1.0:
         raise UserError(f"--forget_rate {args.forget_rate} is outside [0, 1)")
     return args
+
+
+def forget_rate_value(text: str) -> float | str:
+    """``--forget_rate``: a number, or one of ``published``, ``realised``, ``auto``."""
+    if text in ("published", "realised", "auto"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor published, realised or auto") from None
 
 
 def loss_hparams(args: argparse.Namespace) -> dict:
@@ -103,21 +143,24 @@ def loss_hparams(args: argparse.Namespace) -> dict:
     return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
-def forget_rate_at(args: argparse.Namespace, epoch: int) -> float:
-    """Co-teaching's forget-rate schedule: linear from 0 to tau over ``num_gradual`` epochs, then tau."""
-    return args.forget_rate * min(epoch / max(args.num_gradual, 1), 1.0)
+def forget_rate_at(tau: float, epoch: int, num_gradual: int) -> float:
+    """Co-teaching's forget rate in 0-based ``epoch``: the published ramp ``linspace(0, tau, num_gradual - 1)``
+    indexed by epoch (Kthyeon/FINE_official: dynamic_selection/loss/coteach.py:65-66,39), then ``tau``."""
+    return tau * min(epoch / max(num_gradual - 2, 1), 1.0)
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
                     clean_labels: torch.Tensor | None, device: torch.device, desc: str, *, amp: str = "off",
-                    scaler: torch.amp.GradScaler | None = None, total: int | None = None) -> dict[str, float]:
+                    scaler: torch.amp.GradScaler | None = None, total: int | None = None,
+                    frozen_bn: bool = False) -> dict[str, float]:
     """One epoch of ``loss_fn`` on the batches ``(x, y, index)`` of ``loader`` (a DataLoader or a TensorLoader epoch).
 
     Returns the mean loss and the training accuracy (%) against the noisy and, when known, the clean labels.
     Sums stay on ``device`` until the end of the epoch, so there is no host synchronisation per step. ``amp`` and
-    ``scaler`` select mixed precision (:mod:`fine.amp`).
+    ``scaler`` select mixed precision (:mod:`fine.amp`). ``frozen_bn`` trains in eval mode (batch norm with its
+    running statistics, which stay as they are), as FINE_official's F-Coteaching does after its first round.
     """
-    model.train()
+    model.train(not frozen_bn)
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, hits vs noisy, hits vs clean, samples
     for x, y, index in tqdm(loader, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=None):
@@ -141,38 +184,44 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 
 
 def train_one_epoch_coteaching(models: list[nn.Module], loader: Iterable, optimizers: list[torch.optim.Optimizer],
-                               loss_fns: list[nn.Module], forget_rate: float, *, disagree: bool, step: int,
-                               init_steps: int, is_clean: torch.Tensor | None, device: torch.device,
-                               desc: str, amp: str = "off",
-                               scalers: list[torch.amp.GradScaler] | None = None) -> tuple[dict[str, float], int]:
+                               loss_fns: list[nn.Module], forget_rate: float, *, disagree: bool, epoch: int,
+                               is_clean: torch.Tensor | None, device: torch.device, desc: str, amp: str = "off",
+                               scalers: list[torch.amp.GradScaler] | None = None) -> dict[str, float]:
     """Co-teaching(+) epoch: each network updates on the small-loss samples picked by its peer.
 
-    With ``disagree`` (Co-teaching+), after ``init_steps`` optimisation steps only the samples on which the two
-    networks' predictions differ are candidates. Returns the epoch's metrics and the updated step count.
+    Each network keeps ``int((1 - forget_rate) * n)`` of the n candidates (all n when that is 0), as the published
+    code does (Kthyeon/FINE_official: dynamic_selection/loss/coteach.py:40-48). With ``disagree`` (Co-teaching+) the
+    candidates are the samples on which the two networks' predictions differ; a batch with no disagreement trains both
+    networks on all its samples while ``(epoch + 1) * batch_index < 5000`` and is skipped after that (the published
+    rule, loss/coteach.py:98,114-119, xingruiyu/coteaching_plus: loss.py:60,70-78, with the 1-based epoch).
     """
     for m in models:
         m.train()
     scalers = scalers or [torch.amp.GradScaler(device.type, enabled=False) for _ in models]
     totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss sum, hits (net 1), samples, kept, clean kept
-    for x, y, index in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
+    for batch_index, (x, y, index) in enumerate(tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
+                                                     disable=None)):
         x, y, index = x.to(device, non_blocking=True), y.to(device, non_blocking=True), index.to(device)
         with autocast(device, amp):
             logits = [m(x).float() for m in models]
-        candidates = torch.arange(len(y), device=device)
-        if disagree and step >= init_steps:
+        everything = torch.arange(len(y), device=device)
+        keep = [everything, everything]
+        if disagree:
             candidates = (logits[0].argmax(1) != logits[1].argmax(1)).nonzero().squeeze(1)
-        step += 1
-        if len(candidates) == 0:
-            continue
-        num_keep = max(1, round((1.0 - forget_rate) * len(candidates)))
-        keep = []
-        for net_logits in logits:  # each network ranks the candidates by its own cross-entropy
-            ce = F.cross_entropy(net_logits[candidates].detach(), y[candidates], reduction="none")
-            keep.append(candidates[ce.argsort()[:num_keep]])
-        losses = []
-        for net, peer in ((0, 1), (1, 0)):
-            chosen = keep[peer]
-            losses.append(loss_fns[net](logits[net][chosen], y[chosen], index[chosen]))
+            if len(candidates) == 0 and (epoch + 1) * batch_index >= 5000:  # no update: the samples count, none kept
+                totals += torch.tensor([0.0, float((logits[0].argmax(1) == y).sum()), len(y), 0.0, 0.0],
+                                       dtype=torch.float64, device=device)
+                continue
+        else:
+            candidates = everything
+        if len(candidates):
+            num_keep = int((1.0 - forget_rate) * len(candidates)) or len(candidates)
+            keep = []
+            for net_logits in logits:  # each network ranks the candidates by its own cross-entropy
+                ce = F.cross_entropy(net_logits[candidates].detach(), y[candidates], reduction="none")
+                keep.append(candidates[ce.argsort()[:num_keep]])
+        losses = [loss_fns[net](logits[net][keep[peer]], y[keep[peer]], index[keep[peer]])
+                  for net, peer in ((0, 1), (1, 0))]
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         sum(sc.scale(loss) for sc, loss in zip(scalers, losses)).backward()
@@ -181,13 +230,12 @@ def train_one_epoch_coteaching(models: list[nn.Module], loader: Iterable, optimi
             sc.update()
         clean_kept = is_clean[index[keep[1]]].sum() if is_clean is not None else 0
         totals += torch.cat([(losses[0].detach() * len(y)).reshape(1), (logits[0].argmax(1) == y).sum().reshape(1),
-                             torch.tensor([len(y), num_keep], device=device),
+                             torch.tensor([len(y), len(keep[1])], device=device),
                              torch.as_tensor(clean_kept, device=device).reshape(1)]).double()
     loss_sum, hits, n, kept, clean_kept = all_reduce_sum(totals).tolist()
     n = max(n, 1.0)
-    metrics = {"loss": loss_sum / n, "acc_noisy": 100 * hits / n, "kept_fraction": kept / n,
-               "kept_precision": clean_kept / max(kept, 1.0) if is_clean is not None else None}
-    return metrics, step
+    return {"loss": loss_sum / n, "acc_noisy": 100 * hits / n, "kept_fraction": kept / n,
+            "kept_precision": clean_kept / max(kept, 1.0) if is_clean is not None else None}
 
 
 def epoch_samples(args: argparse.Namespace, labels: torch.Tensor, candidates: torch.Tensor | None, num_classes: int,
@@ -220,17 +268,17 @@ class DynamicSelection(Trainer):
     """Standard training, FINE / F-Coteaching selection rounds, Co-teaching(+) on the shared run skeleton."""
 
     name = "dynamic_selection"
+    later_epoch_wins_ties = True  # FINE_official picks its best checkpoint with >= (base/base_trainer.py:115)
 
     def __init__(self, run: Run) -> None:
         super().__init__(run)
         args, count = run.args, len(run.nets.models)
         self.losses = [build_loss(args.loss, num_classes=run.num_classes, num_samples=run.num_train,
                                   **loss_hparams(args)).to(run.device) for _ in range(count)]
-        # train_masks[i]: samples network i trains on (None: all); ref_masks[i]: last selection made from network
-        # i's features; step: optimisation steps so far (Co-teaching+).
+        # train_masks[i]: samples network i trains on (None: all), which are also the reference set of the class
+        # directions in network i's features at the next round; tau: --forget_rate auto's estimate, once made.
         self.train_masks: list[torch.Tensor | None] = [None] * count
-        self.ref_masks: list[torch.Tensor | None] = [None] * count
-        self.step = 0
+        self.tau: float | None = None
 
     resolve_args = staticmethod(resolve_args)
 
@@ -253,17 +301,18 @@ class DynamicSelection(Trainer):
 
     @staticmethod
     def resolve_with_data(args: argparse.Namespace, data: TrainData) -> None:
-        """Co-teaching's tau defaults to the realised noise rate of the training labels."""
-        if args.forget_rate is None and (args.method in ("coteaching", "coteaching+") or args.selector == "small-loss"):
+        """``--forget_rate realised``: the measured noise rate of the training labels."""
+        if args.forget_rate == "realised":
             if data.is_clean is None:
-                raise UserError("this dataset has no clean labels to estimate the noise rate; pass --forget_rate")
+                raise UserError("--forget_rate realised needs clean labels, which this dataset has not; pass "
+                                "--forget_rate auto (FINE's estimate) or a number")
             args.forget_rate = round(1.0 - data.is_clean.float().mean().item(), 4)
 
     def state_dict(self) -> dict:
-        return {"train_masks": self.train_masks, "ref_masks": self.ref_masks, "step": self.step}
+        return {"train_masks": self.train_masks, "tau": self.tau}
 
     def load_state_dict(self, state: dict) -> None:
-        self.train_masks, self.ref_masks, self.step = state["train_masks"], state["ref_masks"], state["step"]
+        self.train_masks, self.tau = state["train_masks"], state["tau"]
 
     def train_epoch(self, epoch: int, row: dict, order: torch.Generator, augment: torch.Generator) -> None:
         args, run = self.args, self.run
@@ -271,12 +320,17 @@ class DynamicSelection(Trainer):
             self.selection_round(epoch, row, order, augment)
         nets, noisy = run.nets, run.data.noisy
         if args.method in ("coteaching", "coteaching+"):
+            if args.forget_rate == "auto" and self.tau is None and epoch > 0:  # after one epoch on all samples
+                self.tau = 1.0 - self.fine_keep_ratio(selection_pool(args, noisy, run.num_classes, order), augment)
+            tau = args.forget_rate if isinstance(args.forget_rate, float) else (self.tau or 0.0)
+            row["train/forget_rate"] = forget_rate_at(tau, epoch, args.num_gradual)
             indices = epoch_samples(args, noisy, None, run.num_classes, order)
-            metrics, self.step = train_one_epoch_coteaching(
+            metrics = train_one_epoch_coteaching(
                 nets.train_models, run.batches(torch.tensor(indices), batch_size=args.batch_size, augment=augment),
-                nets.optimizers, self.losses, forget_rate_at(args, epoch), disagree=args.method == "coteaching+",
-                step=self.step, init_steps=args.init_steps, is_clean=_on(run.data.is_clean, run.device),
-                device=run.device, desc=f"epoch {epoch}", amp=args.amp, scalers=nets.scalers)
+                nets.optimizers, self.losses, row["train/forget_rate"],
+                disagree=args.method == "coteaching+" and epoch >= args.init_epochs, epoch=epoch,
+                is_clean=_on(run.data.is_clean, run.device), device=run.device, desc=f"epoch {epoch}", amp=args.amp,
+                scalers=nets.scalers)
             row.update({f"train/{k}": v for k, v in metrics.items()})
             return
         for i, mask in enumerate(self.train_masks):
@@ -286,39 +340,51 @@ class DynamicSelection(Trainer):
             metrics = train_one_epoch(nets.train_models[i], batches, nets.optimizers[i], self.losses[i],
                                       _on(run.data.clean, run.device), run.device,
                                       desc=f"epoch {epoch}" + (f" net {i + 1}" if len(self.train_masks) > 1 else ""),
-                                      amp=args.amp, scaler=nets.scalers[i], total=len(batches))
+                                      amp=args.amp, scaler=nets.scalers[i], total=len(batches),
+                                      frozen_bn=args.bn_after_selection == "eval" and mask is not None)
             tag = f"train/net{i + 1}" if i else "train"
             row.update({f"{tag}/{k}": v for k, v in metrics.items()})
             row[f"{tag}/samples"] = len(indices)
 
     def selection_round(self, epoch: int, row: dict, order: torch.Generator, augment: torch.Generator) -> None:
-        """Select from each network's features; network i (f-coteaching: its peer) trains on the selection until
-        the next round. The previous selection from the same network is the reference set (``--reference``)."""
+        """Select from each network's features; network i (F-Coteaching: its peer) trains on the selection until the
+        next round. With ``--reference previous`` the class directions in network i's features come from the
+        samples network i trained on since the last round (F-Coteaching: its peer's selection, as FINE_official's
+        trainer/dynamic_coteach_trainer.py:114-126); the whole class in the first round."""
         args, run = self.args, self.run
         pool = selection_pool(args, run.data.noisy, run.num_classes, order)  # the samples this round scores
-        count = len(self.train_masks)
-        for i in range(count):
+        references = list(self.train_masks) if args.reference == "previous" else [None] * len(self.train_masks)
+        for i, reference in enumerate(references):
             t0 = time.time()
             features, logits, positions = run.extract(run.nets.models[i], pool, augment)
-            previous = self.ref_masks[i] if args.reference == "previous" else None
-            ref_mask = previous[pool][positions] if previous is not None else None
-            sel = select_samples(selector_config(args, keep_ratio=_keep_ratio(args)), features, logits,
-                                 run.data.noisy[pool][positions], run.num_classes, positions=positions,
-                                 num_samples=len(pool), ref_mask=ref_mask)
+            labels = run.data.noisy[pool][positions]
+            keep_ratio = None
+            if args.selector == "small-loss":
+                keep_ratio = (self.fine_keep_ratio(pool, augment, features=(features, logits, positions))
+                              if args.forget_rate == "auto" else 1.0 - args.forget_rate)
+            sel = select_samples(selector_config(args, keep_ratio=keep_ratio), features, logits, labels,
+                                 run.num_classes, positions=positions, num_samples=len(pool),
+                                 ref_mask=None if reference is None else reference[pool][positions])
             if not sel.clean_mask.any():
                 print0(f"epoch {epoch}: selection from network {i + 1} is empty; keeping the previous one")
                 continue
             selected = torch.zeros(run.num_train, dtype=torch.bool)  # by dataset index
             selected[pool] = sel.clean_mask.cpu()
-            self.ref_masks[i] = selected
-            self.train_masks[(i + 1) % count] = selected  # f-coteaching: the peer trains on it
+            self.train_masks[(i + 1) % len(references)] = selected  # F-Coteaching: the peer trains on it
+            count = len(references)
             run.record_round(f"select/net{i + 1}" if count > 1 else "select", sel, pool, epoch, row,
                              seconds=time.time() - t0, file_suffix=f"_net{i + 1}" if count > 1 else "",
                              summary=i == 0)
 
-
-def _keep_ratio(args: argparse.Namespace) -> float | None:
-    return None if args.forget_rate is None else 1.0 - args.forget_rate
+    def fine_keep_ratio(self, pool: torch.Tensor, augment: torch.Generator,
+                        features: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> float:
+        """FINE's estimate of the clean fraction of the samples ``pool``, from network 1's features (whole classes
+        as the reference set): what ``--forget_rate auto`` keeps."""
+        run = self.run
+        features, logits, positions = features or run.extract(run.nets.models[0], pool, augment)
+        sel = select_samples(SelectorConfig(), features, logits, run.data.noisy[pool][positions], run.num_classes,
+                             positions=positions, num_samples=len(pool))
+        return float(sel.clean_mask.float().mean())
 
 
 def _on(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:

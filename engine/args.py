@@ -12,7 +12,7 @@ from data_loader import DATASETS, NOISE_KINDS, REAL_DATASETS
 from data_loader.user_data import npz_kind
 from fine.amp import AMP_MODES
 from fine.errors import UserError
-from fine.models import ARCHS
+from fine.models import ARCHS, INITS
 from fine.selection import FITS, SCORES, VECTORS, SelectorConfig
 
 
@@ -40,7 +40,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                       help="use the noisy labels in this .npy file (aligned with the standard training order) "
                            "instead of generating them")
     data.add_argument("--noise_seed", type=int, default=None,
-                      help="seed of the label noise and the train/validation split (default: --seed)")
+                      help="seed of the label noise and the train/validation split (default: --seed, a fresh draw "
+                           "per seed; the published code used one fixed draw for every run: pass the same "
+                           "--noise_seed to all seeds to do the same)")
     data.add_argument("--imagenet_path", type=str, default=None,
                       help="webvision: ILSVRC12 folder (val/<wnid>/*.JPEG) for the second test set, top-1 and top-5")
     data.add_argument("--val_size", type=int, default=None,
@@ -49,6 +51,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--arch", type=str, default=None, choices=ARCHS, help="network (default per dataset)")
+    model.add_argument("--init", type=str, default=None, choices=INITS,
+                       help="weights of the CIFAR ResNets and the small CNN: pytorch (each layer's default, as the "
+                            "published FINE and DivideMix networks) or kaiming (Kaiming-normal convolutions, as the "
+                            "published Co-teaching trainers); default per recipe")
     model.add_argument("--pretrained", type=str, default=None,
                        help="resnet50 initial weights: 'imagenet' (torchvision's cached file, never downloaded at run "
                             "time), a state-dict file, or 'none' (default per recipe: imagenet on clothing1m)")
@@ -118,16 +124,24 @@ def add_selector_args(parser: argparse.ArgumentParser, *, choices: tuple[str, ..
                    help="zeta: a sample is clean when the clean component's posterior exceeds it (default per "
                         "recipe: 0.5)")
     s.add_argument("--fit", type=str, default="gmm", choices=FITS,
-                   help="FINE: per-class 2-component model fitted on the scores: gmm (Gaussian mixture), kmeans "
-                        "(2-means, hard split), bmm (beta mixture)")
+                   help="FINE: per-class 2-component model fitted on the scores: gmm (Gaussian mixture, as "
+                        "published), kmeans (2-means, hard split; FINE_official's KMeans variant), bmm (a beta "
+                        "mixture fitted by EM with a convergence test and split at --p_threshold; not a port of "
+                        "FINE_official's, whose split bound mixes normalised and raw scores)")
     s.add_argument("--score", type=str, default="abs", choices=SCORES,
                    help="FINE score: |<u, z/|z|>| as the published code, or the paper's squared alignment")
     s.add_argument("--vector", type=str, default="eigen", choices=VECTORS,
-                   help="FINE class direction: top eigenvector of the class's gram matrix, or the class mean")
+                   help="FINE class direction: top eigenvector of the class's gram matrix (published), or the "
+                        "normalised class mean (as FINE_official's unused eigen=False path, which no published run "
+                        "takes)")
+    s.add_argument("--gmm_max_iter", type=int, default=None,
+                   help="FINE: EM iterations of each class's mixture (default per recipe: 100, as FINE_official's "
+                        "selection/gmm.py:30; 10 in F-DivideMix, as its dividemix/Train_cifar.py:320)")
     s.add_argument("--reference", type=str, default=None, choices=("previous", "class"),
-                   help="FINE: samples whose features define each class's direction: the previous round's selection "
-                        "from the same network (the whole class in the first round), or always the whole class "
-                        "(default per recipe)")
+                   help="FINE: samples whose features define each class's direction in a network's features: "
+                        "previous = those the network trained on since the last round (FINE: its own previous "
+                        "selection; F-Coteaching and DivideMix: its peer's, as FINE_official's F-Coteaching), the "
+                        "whole class in the first round; class = always the whole class (default per recipe)")
     s.add_argument("--aug_features", action="store_true",
                    help="extract the selection features from augmented images (the published sample-selection "
                         "code's behaviour; off by default: un-augmented images)")
@@ -136,7 +150,7 @@ def add_selector_args(parser: argparse.ArgumentParser, *, choices: tuple[str, ..
 def selector_config(args: argparse.Namespace, *, keep_ratio: float | None = None) -> SelectorConfig:
     """The :class:`fine.selection.SelectorConfig` the resolved flags describe."""
     return SelectorConfig(kind=args.selector, threshold=args.p_threshold, fit=args.fit, score=args.score,
-                          vector=args.vector, keep_ratio=keep_ratio)
+                          vector=args.vector, max_iter=args.gmm_max_iter, keep_ratio=keep_ratio)
 
 
 def input_kind(args: argparse.Namespace) -> str:
@@ -184,3 +198,5 @@ def check_selector_args(args: argparse.Namespace) -> None:
     """Refuse selector flags out of range (after the recipe has filled them)."""
     if not 0.0 < args.p_threshold < 1.0:
         raise UserError(f"--p_threshold {args.p_threshold} is outside (0, 1)")
+    if args.gmm_max_iter < 1:
+        raise UserError(f"--gmm_max_iter must be at least 1, got {args.gmm_max_iter}")

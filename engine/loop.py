@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -70,7 +71,7 @@ def build_networks(args: argparse.Namespace, count: int, num_classes: int, input
     device, prepared for ``--channels_last``, ``--compile`` and torchrun (``--sync_bn``), each with its optimiser,
     schedule and ``--amp`` loss scaler."""
     models = [prepare_model(create_model(args.arch, num_classes, pretrained=args.pretrained,
-                                         input_shape=input_shape).to(world.device),
+                                         input_shape=input_shape, init=args.init).to(world.device),
                             channels_last=args.channels_last, compile=args.compile) for _ in range(count)]
     train_models = [wrap_ddp(m, world, sync_bn=args.sync_bn) for m in models]
     scalers = [grad_scaler(world.device, args.amp) for _ in models]
@@ -165,7 +166,8 @@ class Trainer:
     """A training method on the shared skeleton; subclasses fill in the class attributes and methods below."""
 
     name: ClassVar[str]  # the trainer's folder under --output, e.g. "dynamic_selection"
-    ensemble: ClassVar[bool] = False  # report the networks' ensemble (mean softmax), else network 1
+    ensemble: ClassVar[bool] = False  # report the networks' ensemble (their summed logits), else network 1
+    later_epoch_wins_ties: ClassVar[bool] = False  # a validation accuracy equal to the best so far moves the best
 
     def __init__(self, run: Run) -> None:
         self.run, self.args = run, run.args
@@ -286,14 +288,18 @@ def _resident_images(args: argparse.Namespace, train: NoisyDataset, device: torc
 
 
 def _fresh_state() -> dict:
-    """The skeleton's bookkeeping before the first epoch."""
+    """The skeleton's bookkeeping before the first epoch; ``tests`` holds each epoch's reported test accuracy and
+    ``published_tests`` the accuracy the published code reports per epoch (several networks: the best of them)."""
     return {"epoch": -1, "best_val": -math.inf, "best_test": None, "best_epoch": -1, "last_test": None,
-            "selection": None, "elapsed": 0.0}
+            "tests": [], "published_tests": [], "selection": None, "elapsed": 0.0}
 
 
 class _Evaluation:
     """Per-epoch evaluation: the reported accuracy (network 1's, or the ensemble's) on the validation, test and
-    extra test sets, and each network's test accuracy. Each process predicts its share; results are gathered."""
+    extra test sets, and each network's test accuracy. Each process predicts its share; results are gathered.
+
+    The ensemble is the networks' summed logits, as DivideMix tests it (LiJunnan1992/DivideMix: Train_cifar.py:155).
+    """
 
     def __init__(self, run: Run, ensemble: bool) -> None:
         args, bundle = run.args, run.data.bundle
@@ -309,7 +315,7 @@ class _Evaluation:
         """Scores (N, C) of the reported predictor, each network's logits (M, N, C) and the labels (N,)."""
         models = self.run.nets.models if (self.ensemble or per_network) else self.run.nets.models[:1]
         logits, labels = predict(models, loader, self.run.device, amp=self.run.args.amp)
-        scores = logits.softmax(2).mean(0) if self.ensemble else logits[0]
+        scores = logits.sum(0) if self.ensemble else logits[0]  # DivideMix's ensemble sums logits
         return scores, logits, labels
 
     def fill(self, row: dict) -> None:
@@ -332,9 +338,12 @@ def _end_epoch(run: Run, trainer: Trainer, row: dict, start: float) -> None:
     state, epoch = run.state, row["epoch"]
     # The best epoch is chosen on the (noisy) validation split when there is one, else on test accuracy.
     criterion = row["val/acc"] if row["val/acc"] is not None else row["test/acc"]
-    improved = criterion > state["best_val"]
+    improved = criterion >= state["best_val"] if trainer.later_epoch_wins_ties else criterion > state["best_val"]
     if improved:
         state.update(best_val=criterion, best_test=row["test/acc"], best_epoch=epoch)
+    nets = [row[k] for k in row if k.startswith("test/acc_net")]
+    state["tests"].append(row["test/acc"])
+    state["published_tests"].append(max(nets) if nets and not trainer.ensemble else row["test/acc"])
     state.update(epoch=epoch, last_test=row["test/acc"], elapsed=time.time() - start)
     if run.logger is not None:
         run.logger.epoch_row(row)
@@ -379,14 +388,22 @@ def _restore(run: Run, trainer: Trainer, path: Path) -> None:
 
 
 def _summarize(run: Run, trainer_cls: type[Trainer], wall_time: float, has_val: bool) -> dict:
-    """Write and return the run's ``summary.json`` (one schema for every trainer, read by ``engine.report``)."""
+    """Write and return the run's ``summary.json`` (one schema for every trainer, read by ``engine.report``).
+
+    Test accuracies (%) under each protocol in use: ``best_test_acc`` at the best validation epoch (the honest one;
+    the best test epoch without a validation split), ``max_test_acc`` the maximum over epochs of what the published
+    code reports per epoch (two networks trained side by side: the better one, as FINE_official's Co-teaching
+    trainers), ``last_test_acc`` the last epoch's and ``last10_mean_test_acc`` the mean of the last 10 epochs'.
+    """
     args, state = run.args, run.state
     summary = {
         "trainer": trainer_cls.name, **trainer_cls.describe(args), "dataset": args.dataset,
         "noise_kind": args.noise_kind, "noise_rate": args.noise_rate, "noise_label": args.noise_label,
         "seed": args.seed, "arch": args.arch, "run_dir": str(run.run_dir), "epochs": args.epochs,
         "best_epoch": state["best_epoch"], "best_val_acc": state["best_val"] if has_val else None,
-        "best_test_acc": state["best_test"], "last_test_acc": state["last_test"], "selection": state["selection"],
+        "best_test_acc": state["best_test"], "max_test_acc": max(state["published_tests"]),
+        "last_test_acc": state["last_test"], "last10_mean_test_acc": float(np.mean(state["tests"][-10:])),
+        "selection": state["selection"],
         "wall_time_s": round(wall_time, 1), "finished": True,
     }
     run.logger.summary(summary)

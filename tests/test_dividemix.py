@@ -15,7 +15,7 @@ from engine import loop
 from fine.errors import UserError, run_cli
 
 NUM_TRAIN = 1437  # the digits training split
-POOL = 3 * 2 * 32  # --num_batches 3: each epoch draws 3 batches of 32 labelled + 32 unlabelled samples
+POOL = 3 * 32  # --num_batches 3: each network splits a fresh draw of 3 batches of 32 samples per epoch
 
 
 def _argv(tmp_path: Path, *extra: str, num_batches: bool = True) -> list[str]:
@@ -195,7 +195,7 @@ def test_setting_without_published_lambda_u_asks_for_it(tmp_path, capsys):
     ("cifar10", "sym", 0.9, dict(lambda_u=50.0, p_threshold=0.6, warmup=10, loss_history=5)),
     ("cifar10", "asym", 0.4, dict(lambda_u=0.0, p_threshold=0.5, warmup=10)),
     ("cifar100", "sym", 0.5, dict(lambda_u=150.0, p_threshold=0.5, warmup=30)),
-    ("cifar100", "sym", 0.2, dict(lambda_u=25.0, arch="preact_resnet18", epochs=300, batch_size=64, lr=0.02,
+    ("cifar100", "sym", 0.2, dict(lambda_u=25.0, arch="preact_resnet18", epochs=301, batch_size=64, lr=0.02,
                                   weight_decay=5e-4, milestones=[150], gamma=0.1, val_size=0)),
 ])
 def test_recipe_fills_the_papers_hyperparameters(dataset, kind, rate, expected):
@@ -232,3 +232,44 @@ def test_speed_flags_refused_where_they_cannot_apply(tmp_path, flags, message):
         _run(_argv(tmp_path, *flags))
 
 
+
+
+def test_ensemble_is_the_sum_of_the_networks_logits(tmp_path, monkeypatch):
+    """DivideMix tests the sum of both networks' logits (Train_cifar.py:155): a prediction that one network makes
+    with large logits wins even where averaged probabilities would choose otherwise."""
+    logits = torch.tensor([[[10.0, 0.0, 0.0], [0.0, 1.0, 0.0]],    # network 1
+                           [[0.0, 11.0, 12.0], [0.0, 1.0, 0.0]]])  # network 2
+    labels = torch.tensor([2, 1])
+    monkeypatch.setattr(loop, "predict", lambda models, loader, device, amp: (logits, labels))
+    run = type("Run", (), {"nets": type("Nets", (), {"models": [None, None]})(), "device": "cpu",
+                           "args": type("Args", (), {"amp": "off"})()})()
+    scores, _, _ = loop._Evaluation._reported(type("E", (), {"run": run, "ensemble": True})(), None)
+    assert scores.argmax(1).tolist() == [2, 1]  # summed logits; mean softmax would give [0, 1]
+    assert logits.softmax(2).mean(0).argmax(1).tolist() == [0, 1]
+
+
+def test_refinement_and_guessing_forward_each_view_separately():
+    """One forward per view (DivideMix's 4 separate train-mode passes), so batch-norm statistics are per view."""
+    torch.manual_seed(0)
+    sizes = []
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    model.register_forward_pre_hook(lambda module, inputs: sizes.append(len(inputs[0])))
+    peer = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x = torch.randn(8, 1, 2, 2)
+    batch = [(x, x + 1, torch.zeros(8, dtype=torch.long), torch.arange(8))]
+    unlabelled = [(x - 1, x + 2, torch.zeros(8, dtype=torch.long), torch.arange(8))]
+    args = type("Args", (), {"T": 0.5, "alpha": 4.0, "lambda_u": 25.0, "warmup": 0, "amp": "off"})()
+    dm.mixmatch_one_epoch(model, peer, batch, unlabelled, torch.ones(8), torch.optim.SGD(model.parameters(), lr=0.0),
+                          args, 1, 3, np.random.default_rng(0), torch.device("cpu"), desc="test")
+    assert sizes == [8, 8, 8, 8, 32]  # u1, u2, x1, x2 one at a time, then the mixed batch of 4 x 8
+
+
+@pytest.mark.parametrize("dataset, expected", [
+    ("clothing1m", dict(unlabelled="ignore", warmup_penalty="on", epochs=81, num_batches=1000)),
+    ("webvision", dict(unlabelled="ignore", warmup_penalty="off", epochs=81)),
+])
+def test_real_dataset_recipes_follow_dividemix(tmp_path, dataset, expected):
+    config = _run(["--dataset", dataset, "--output", str(tmp_path), "--dry_run"])
+    assert {k: config[k] for k in expected} == expected
+    fine = _run(["--dataset", dataset, "--output", str(tmp_path), "--selector", "fine", "--dry_run"])
+    assert fine["gmm_max_iter"] == 10

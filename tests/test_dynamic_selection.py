@@ -1,6 +1,9 @@
 """Smoke, schedule, resume and bad-input tests of ``python -m dynamic_selection.train`` on tiny CPU settings."""
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
 import json
 import os
 import subprocess
@@ -40,7 +43,7 @@ def test_every_method_runs_two_epochs(tmp_path, method, loss):
     if method in ("fine", "f-coteaching"):
         flags += ["--warmup", "1", "--every", "1"]
     if method == "coteaching+":
-        flags += ["--init_steps", "5"]
+        flags += ["--init_epochs", "1"]
     summary = run(tmp_path, *flags)
     run_dir = Path(summary["run_dir"])
     assert summary["finished"] and summary["method"] == method and summary["loss"] == loss
@@ -109,12 +112,80 @@ def test_f_coteaching_trains_each_net_on_the_peer_selection(tmp_path, monkeypatc
         calls.append((id(model), sorted(loader.sampler)))
         return real(model, loader, *rest, **kw)
 
+    references = []
+    real_select = ds.select_samples
+
+    def spy_select(config, features, *rest, ref_mask=None, **kw):
+        references.append(ref_mask)
+        return real_select(config, features, *rest, ref_mask=ref_mask, **kw)
+
     monkeypatch.setattr(ds, "train_one_epoch", spy)
-    summary = run(tmp_path, "--method", "f-coteaching", "--warmup", "1", "--every", "1")
+    monkeypatch.setattr(ds, "select_samples", spy_select)
+    summary = run(tmp_path, "--method", "f-coteaching", "--warmup", "1", "--every", "1", "--epochs", "3")
     sel = {k: np.load(Path(summary["run_dir"]) / "selection" / f"round_001_{k}.npz") for k in ("net1", "net2")}
     net1_epoch1, net2_epoch1 = calls[2][1], calls[3][1]
     assert net1_epoch1 == sorted(sel["net2"]["indices"].tolist())
     assert net2_epoch1 == sorted(sel["net1"]["indices"].tolist())
+    # Each network's class directions come from the samples it trained on, its peer's selection (FINE_official's
+    # dynamic_coteach_trainer.py:114-126): whole classes in round 1, then net 1 from net 2's selection and back.
+    assert references[:2] == [None, None] and len(references) == 4
+    assert references[2].nonzero().squeeze(1).tolist() == net1_epoch1
+    assert references[3].nonzero().squeeze(1).tolist() == net2_epoch1
+
+
+def test_forget_rate_ramps_as_the_published_schedule():
+    tau, num_gradual = 0.45, 40
+    published = np.ones(120) * tau  # FINE_official loss/coteach.py:65-66, indexed by the 0-based epoch
+    published[:num_gradual - 1] = np.linspace(0, tau, num_gradual - 1)
+    ours = [ds.forget_rate_at(tau, epoch, num_gradual) for epoch in range(120)]
+    np.testing.assert_allclose(ours, published, rtol=0, atol=1e-12)
+
+
+def _coteaching_batches(n: int, batches: int):
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n * batches, 5, generator=gen), torch.randint(0, 3, (n * batches,), generator=gen)
+    return [(x[i * n:(i + 1) * n], y[i * n:(i + 1) * n], torch.arange(i * n, (i + 1) * n)) for i in range(batches)]
+
+
+def test_coteaching_keeps_the_floor_of_the_remember_rate():
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.0) for m in models]
+    losses = [ds.build_loss("ce", num_classes=3, num_samples=128) for _ in models]
+    metrics = ds.train_one_epoch_coteaching(models, _coteaching_batches(128, 1), optimizers, losses, 0.45,
+                                            disagree=False, epoch=0, is_clean=None, device=torch.device("cpu"),
+                                            desc="test")
+    assert metrics["kept_fraction"] == 70 / 128  # int(0.55 * 128) = int(70.4), as loss/coteach.py:40
+
+
+@pytest.mark.parametrize("epoch, trained", [(0, [64, 64]), (4999, [64, 0])])
+def test_coteaching_plus_batches_without_disagreement_train_only_early(epoch, trained):
+    """Two identical networks never disagree: batch b of epoch e trains on all its samples while (e + 1) * b < 5000
+    (FINE_official loss/coteach.py:98 with its 1-based epoch), and is skipped after that."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(5, 3)
+    models = [net, copy.deepcopy(net)]
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.0) for m in models]
+    losses = [ds.build_loss("ce", num_classes=3, num_samples=128) for _ in models]
+    metrics = ds.train_one_epoch_coteaching(models, _coteaching_batches(64, 2), optimizers, losses, 0.45,
+                                            disagree=True, epoch=epoch, is_clean=None, device=torch.device("cpu"),
+                                            desc="test")
+    assert metrics["kept_fraction"] * 128 == sum(trained)
+
+
+def test_published_recipes_resolve_as_the_published_code(tmp_path):
+    def resolve(*flags: str) -> dict:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return ds.main(ds.get_args_parser().parse_args([*flags, "--dry_run"]))
+
+    asym = resolve("--dataset", "cifar10", "--method", "coteaching", "--noise_kind", "asym", "--noise_rate", "0.4")
+    assert asym["forget_rate"] == 0.36  # 0.9 x the nominal rate (FINE_official loss/coteach.py:64), not 0.2
+    fcot = resolve("--dataset", "cifar100", "--method", "f-coteaching")
+    assert (fcot["milestones"], fcot["epochs"], fcot["warmup"]) == ([], 150, 42)  # constant lr, rounds at 42, 52, ..
+    assert resolve("--dataset", "cifar100", "--method", "coteaching")["milestones"] == [80, 120]
+    with pytest.raises(UserError, match="--forget_rate published is 0.9 x --noise_rate"):
+        resolve("--dataset", "cifar10", "--noise_kind", "human", "--noise_label", "worst", "--method", "coteaching",
+                "--forget_rate", "published")
 
 
 def test_resume_continues_to_the_same_result(tmp_path, monkeypatch):

@@ -12,20 +12,20 @@ from fine.models.cnn1d import cnn1d
 from fine.models.inception_resnet_v2 import inception_resnet_v2
 from fine.models.mlp import mlp
 from fine.models.preact_resnet import preact_resnet18
-from fine.models.resnet_cifar import resnet34
+from fine.models.resnet_cifar import init_weights, resnet18, resnet34
 from fine.models.small_cnn import small_cnn
 from fine.models.torchvision_models import resnet50
 
-ARCHS = ("preact_resnet18", "resnet34", "small_cnn", "resnet50", "inception_resnet_v2", "mlp", "cnn1d")
+ARCHS = ("preact_resnet18", "resnet18", "resnet34", "small_cnn", "resnet50", "inception_resnet_v2", "mlp", "cnn1d")
 
 # Dimensions of one input sample each architecture takes: 3 for images (C, H, W), 2 for signals (C, L), 1 for table
 # rows (D,).
-SAMPLE_DIMS = {"preact_resnet18": 3, "resnet34": 3, "small_cnn": 3, "resnet50": 3, "inception_resnet_v2": 3,
-               "mlp": 1, "cnn1d": 2}
+SAMPLE_DIMS = {"preact_resnet18": 3, "resnet18": 3, "resnet34": 3, "small_cnn": 3, "resnet50": 3,
+               "inception_resnet_v2": 3, "mlp": 1, "cnn1d": 2}
 _SAMPLE_NAMES = {3: "images (C, H, W)", 2: "signals (C, L)", 1: "table rows (D,)"}
 
 # Input channels each architecture is built for when the caller does not say (mlp: the feature count is required).
-_DEFAULT_IN_CHANNELS = {"preact_resnet18": 3, "resnet34": 3, "small_cnn": 1, "resnet50": 3,
+_DEFAULT_IN_CHANNELS = {"preact_resnet18": 3, "resnet18": 3, "resnet34": 3, "small_cnn": 1, "resnet50": 3,
                         "inception_resnet_v2": 3, "cnn1d": 1}
 
 
@@ -48,8 +48,13 @@ def _leading_size(arch: str, in_channels: int | None, input_shape: tuple[int, ..
     return _DEFAULT_IN_CHANNELS[arch]
 
 
+# Architectures whose weights --init chooses (the others initialise themselves: torchvision's, or a pretrained file).
+INITIALISED = ("preact_resnet18", "resnet18", "resnet34", "small_cnn")
+INITS = ("pytorch", "kaiming")
+
+
 def create_model(arch: str, num_classes: int, *, pretrained: str | None = None, in_channels: int | None = None,
-                 input_shape: tuple[int, ...] | None = None) -> nn.Module:
+                 input_shape: tuple[int, ...] | None = None, init: str = "pytorch") -> nn.Module:
     """Build a network by name.
 
     Parameters
@@ -63,6 +68,9 @@ def create_model(arch: str, num_classes: int, *, pretrained: str | None = None, 
         has none.
     input_shape : the shape of one sample, (C, H, W), (C, L) or (D,), e.g. ``tuple(dataset[0][0].shape)``; sets
         ``in_channels`` and is checked against the kind of input ``arch`` takes (:data:`SAMPLE_DIMS`).
+    init : for :data:`INITIALISED` architectures, "pytorch" (each layer's default, as FINE's and DivideMix's
+        published networks) or "kaiming" (:func:`~fine.models.resnet_cifar.init_weights`, as the published
+        Co-teaching trainers re-initialise theirs).
 
     Returns
     -------
@@ -79,6 +87,11 @@ def create_model(arch: str, num_classes: int, *, pretrained: str | None = None, 
         return resnet50(num_classes, in_channels, pretrained=pretrained)
     if pretrained is not None:
         raise UserError(f"--pretrained applies to resnet50 only, not {arch}; drop it or use --arch resnet50")
-    builders = {"preact_resnet18": preact_resnet18, "resnet34": resnet34, "small_cnn": small_cnn,
-                "inception_resnet_v2": inception_resnet_v2, "mlp": mlp, "cnn1d": cnn1d}
-    return builders[arch](num_classes, in_channels)
+    if init not in INITS:
+        raise UserError(f"unknown --init {init!r}; choose one of {', '.join(INITS)}")
+    builders = {"preact_resnet18": preact_resnet18, "resnet18": resnet18, "resnet34": resnet34,
+                "small_cnn": small_cnn, "inception_resnet_v2": inception_resnet_v2, "mlp": mlp, "cnn1d": cnn1d}
+    model = builders[arch](num_classes, in_channels)
+    if init == "kaiming" and arch in INITIALISED:
+        init_weights(model)
+    return model

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # DivideMix (Li et al. 2020)
 # on CIFAR-100, 80% symmetric label noise.
-# Published test accuracy: best 60.2 (DivideMix paper (arXiv 2002.07394))
+# Published test accuracy: max 60.2 (DivideMix paper (arXiv 2002.07394))
 # Usage: CUDA_VISIBLE_DEVICES=0 bash scripts/dividemix/cifar100/dividemix_sym80.sh [extra trainer flags]
 # Each variable below is the trainer flag of the same name in lower case (scripts/common.sh);
 # DATA_PATH, OUTPUT, SEEDS and PYTHON come from the environment. Tables: python -m engine.report runs
@@ -11,21 +11,24 @@ DATASET=cifar100
 SELECTOR=loss-gmm      # how each selection round splits the samples
 NOISE_KIND=sym         # a fraction NOISE_RATE of the labels redrawn uniformly over all classes (true class included)
 NOISE_RATE=0.8         # noise rate r
-ARCH=preact_resnet18   # network
-EPOCHS=300             # training epochs
-BATCH_SIZE=64          # mini-batch size
-OPTIMIZER=sgd          # sgd (momentum 0.9) or adam
-LR=0.02                # initial learning rate
-LR_SCHEDULE=multistep  # multistep | cosine | linear-decay
-MILESTONES="150"       # epochs at which multistep multiplies the lr by GAMMA
-GAMMA=0.1              # lr factor at each milestone
-WEIGHT_DECAY=0.0005    # weight decay
-VAL_SIZE=0             # noisy validation split; the best epoch is chosen on it (0: none, test accuracy picks it)
-WARMUP=30              # epochs on all data before the first selection round
-P_THRESHOLD=0.5        # zeta: clean when the clean component's posterior exceeds it
-LAMBDA_U=150.0         # weight of the unlabelled loss, ramped up over 16 epochs after warm-up
-TEMPERATURE=0.5        # sharpening temperature of refined and guessed labels
-ALPHA=4.0              # mixup Beta(ALPHA, ALPHA)
-LOSS_HISTORY=1         # loss-gmm: average the normalised loss over this many epochs
+ARCH=preact_resnet18   # network [DM Train_cifar.py:210-213 ResNet18 = PreResNet.py:162-163]
+INIT=pytorch           # pytorch (each layer's default) or kaiming (Kaiming-normal convolutions)
+EPOCHS=301             # training epochs [DM Train_cifar.py:24,242 range(args.num_epochs+1) with num_epochs 300]
+BATCH_SIZE=64          # mini-batch size [DM Train_cifar.py:17]
+OPTIMIZER=sgd          # sgd (momentum 0.9) or adam [DM Train_cifar.py:232-233]
+LR=0.02                # initial learning rate [DM Train_cifar.py:18]
+LR_SCHEDULE=multistep  # multistep | cosine | linear-decay [DM Train_cifar.py:243-245]
+MILESTONES="150"       # epochs at which multistep multiplies the lr by GAMMA [DM Train_cifar.py:244]
+GAMMA=0.1              # lr factor at each milestone [DM Train_cifar.py:245]
+WEIGHT_DECAY=0.0005    # weight decay [DM Train_cifar.py:232]
+VAL_SIZE=0             # noisy validation split; the best epoch is chosen on it (0: none, test accuracy picks it) [DM dataloader_cifar.py:40-54]
+WARMUP=30              # epochs on all data before the first selection round [DM Train_cifar.py:218-221]
+P_THRESHOLD=0.5        # zeta: clean when the clean component's posterior exceeds it [DM Train_cifar.py:22 default 0.5]
+LAMBDA_U=150.0         # weight of the unlabelled loss, ramped up over 16 epochs after warm-up [DivideMix paper]
+TEMPERATURE=0.5        # sharpening temperature of refined and guessed labels [DM Train_cifar.py:23]
+ALPHA=4.0              # mixup Beta(ALPHA, ALPHA) [DM Train_cifar.py:20]
+LOSS_HISTORY=1         # loss-gmm: average the normalised loss over this many epochs [DM Train_cifar.py:178-183]
+UNLABELLED=mix         # mix: MixMatch uses the unlabelled samples too; ignore: labelled ones only
+WARMUP_PENALTY=off     # confidence penalty (negative entropy) in the warm-up loss [DM Train_cifar.py:132-136]
 
 run_trainer dividemix "$@"

@@ -9,23 +9,27 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../common.sh"
 DATASET=cifar10
 METHOD=fine
 LOSS=sce
-NOISE_KIND=sym         # a fraction NOISE_RATE of the labels redrawn uniformly over all classes (true class included)
-NOISE_RATE=0.8         # noise rate r
-ARCH=resnet34          # network
-EPOCHS=120             # training epochs
-BATCH_SIZE=128         # mini-batch size
-OPTIMIZER=sgd          # sgd (momentum 0.9) or adam
-LR=0.02                # initial learning rate
-LR_SCHEDULE=multistep  # multistep | cosine | linear-decay
-MILESTONES="40 80"     # epochs at which multistep multiplies the lr by GAMMA
-GAMMA=0.01             # lr factor at each milestone
-WEIGHT_DECAY=0.001     # weight decay
-VAL_SIZE=5000          # noisy validation split; the best epoch is chosen on it (0: none, test accuracy picks it)
-WARMUP=50              # epochs on all data before the first selection round
-EVERY=5                # epochs between selection rounds
-P_THRESHOLD=0.5        # zeta: clean when the clean component's posterior exceeds it
-REFERENCE=previous     # samples defining each class direction: previous selection, or the whole class
-SCE_ALPHA=0.1          # SCE weight of cross-entropy
-SCE_BETA=1.0           # SCE weight of reverse cross-entropy
+NOISE_KIND=sym            # a fraction NOISE_RATE of the labels redrawn uniformly over all classes (true class included)
+NOISE_RATE=0.8            # noise rate r
+ARCH=resnet34             # network [FO hyperparams/multistep/config_cifar10_sce_rn34.json]
+INIT=pytorch              # pytorch (each layer's default) or kaiming (Kaiming-normal convolutions) [FO model/CIFAR_ResNet_Zoo.py:30-62]
+EPOCHS=120                # training epochs [FO hyperparams/multistep/config_cifar10_sce_rn34.json:54]
+BATCH_SIZE=128            # mini-batch size [FO hyperparams/multistep/config_cifar10_sce_rn34.json:17]
+OPTIMIZER=sgd             # sgd (momentum 0.9) or adam [FO hyperparams/multistep/config_cifar10_sce_rn34.json]
+LR=0.02                   # initial learning rate [FO hyperparams/multistep/config_cifar10_sce_rn34.json:30]
+LR_SCHEDULE=multistep     # multistep | cosine | linear-decay [FO hyperparams/multistep/config_cifar10_sce_rn34.json]
+MILESTONES="40 80"        # epochs at which multistep multiplies the lr by GAMMA [FO hyperparams/multistep/config_cifar10_sce_rn34.json:48]
+GAMMA=0.01                # lr factor at each milestone [FO hyperparams/multistep/config_cifar10_sce_rn34.json:49]
+WEIGHT_DECAY=0.001        # weight decay [FO hyperparams/multistep/config_cifar10_sce_rn34.json:32]
+VAL_SIZE=5000             # noisy validation split; the best epoch is chosen on it (0: none, test accuracy picks it) [FO data_loader/cifar10.py:64-80 train_val_split: int(50000*0.9/num_classes) per class for training, rest validation]
+WARMUP=50                 # epochs on all data before the first selection round [FO scripts/robust_loss/fine_dynamic_sce.sh]
+EVERY=5                   # epochs between selection rounds [FO scripts/robust_loss/fine_dynamic_sce.sh]
+P_THRESHOLD=0.5           # zeta: clean when the clean component's posterior exceeds it [FO utils/args.py:112-115]
+REFERENCE=previous        # samples defining each class direction: previous selection, or the whole class [FO trainer/dynamic_trainer.py:88-91]
+GMM_MAX_ITER=100          # EM iterations of FINE's per-class mixtures
+BN_AFTER_SELECTION=train  # batch norm while training on a selection: train (batch statistics) or eval (frozen)
+SCE_ALPHA=0.1             # SCE weight of cross-entropy [FO hyperparams/multistep/config_cifar10_sce_rn34.json:39]
+SCE_BETA=1.0              # SCE weight of reverse cross-entropy [FO hyperparams/multistep/config_cifar10_sce_rn34.json:40]
+SCE_A=-4.0                # SCE's A: log of the clamped one-hot's zeros [FO loss/sce.py:17,29 clamp(one_hot, min=math.exp(-4)) -> log = -4]
 
 run_trainer dynamic_selection "$@"

@@ -11,15 +11,16 @@ METHOD=standard
 LOSS=ce
 NOISE_KIND=sym         # a fraction NOISE_RATE of the labels redrawn uniformly over all classes (true class included)
 NOISE_RATE=0.5         # noise rate r
-ARCH=resnet34          # network
-EPOCHS=120             # training epochs
-BATCH_SIZE=128         # mini-batch size
-OPTIMIZER=sgd          # sgd (momentum 0.9) or adam
-LR=0.02                # initial learning rate
-LR_SCHEDULE=multistep  # multistep | cosine | linear-decay
-MILESTONES="40 80"     # epochs at which multistep multiplies the lr by GAMMA
-GAMMA=0.01             # lr factor at each milestone
-WEIGHT_DECAY=0.001     # weight decay
-VAL_SIZE=5000          # noisy validation split; the best epoch is chosen on it (0: none, test accuracy picks it)
+ARCH=resnet34          # network [FO hyperparams/multistep/config_cifar10_cce_rn34.json]
+INIT=pytorch           # pytorch (each layer's default) or kaiming (Kaiming-normal convolutions) [FO model/CIFAR_ResNet_Zoo.py:30-62]
+EPOCHS=120             # training epochs [FO hyperparams/multistep/config_cifar10_cce_rn34.json:54]
+BATCH_SIZE=128         # mini-batch size [FO hyperparams/multistep/config_cifar10_cce_rn34.json:17]
+OPTIMIZER=sgd          # sgd (momentum 0.9) or adam [FO hyperparams/multistep/config_cifar10_cce_rn34.json]
+LR=0.02                # initial learning rate [FO hyperparams/multistep/config_cifar10_cce_rn34.json:30]
+LR_SCHEDULE=multistep  # multistep | cosine | linear-decay [FO hyperparams/multistep/config_cifar10_cce_rn34.json]
+MILESTONES="40 80"     # epochs at which multistep multiplies the lr by GAMMA [FO hyperparams/multistep/config_cifar10_cce_rn34.json:48]
+GAMMA=0.01             # lr factor at each milestone [FO hyperparams/multistep/config_cifar10_cce_rn34.json:49]
+WEIGHT_DECAY=0.001     # weight decay [FO hyperparams/multistep/config_cifar10_cce_rn34.json:32]
+VAL_SIZE=5000          # noisy validation split; the best epoch is chosen on it (0: none, test accuracy picks it) [FO data_loader/cifar10.py:64-80 train_val_split: int(50000*0.9/num_classes) per class for training, rest validation]
 
 run_trainer dynamic_selection "$@"

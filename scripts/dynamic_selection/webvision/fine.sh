@@ -13,6 +13,7 @@ METHOD=fine
 LOSS=ce
 NOISE_KIND=real           # the labels the dataset comes with
 ARCH=inception_resnet_v2  # network
+INIT=pytorch              # pytorch (each layer's default) or kaiming (Kaiming-normal convolutions)
 EPOCHS=80                 # training epochs
 BATCH_SIZE=32             # mini-batch size
 OPTIMIZER=sgd             # sgd (momentum 0.9) or adam
@@ -26,5 +27,7 @@ WARMUP=1                  # epochs on all data before the first selection round
 EVERY=1                   # epochs between selection rounds
 P_THRESHOLD=0.5           # zeta: clean when the clean component's posterior exceeds it
 REFERENCE=previous        # samples defining each class direction: previous selection, or the whole class
+GMM_MAX_ITER=100          # EM iterations of FINE's per-class mixtures
+BN_AFTER_SELECTION=train  # batch norm while training on a selection: train (batch statistics) or eval (frozen)
 
 run_trainer dynamic_selection "$@"
