@@ -63,8 +63,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     c.add_argument("--forget_rate", type=forget_rate_value, default=None,
                    help="tau, the fraction of large-loss samples dropped: a number, 'published' (0.9 x --noise_rate, "
                         "FINE_official loss/coteach.py:64), 'realised' (the measured noise rate; needs clean labels) "
-                        "or 'auto' (FINE's estimate of the noise rate: Co-teaching after its first epoch, the "
-                        "small-loss selector at every round); default per recipe")
+                        "or 'auto' (FINE's estimate of the noise rate from network 1's features: Co-teaching "
+                        "re-estimates it after every epoch of its ramp and keeps the last; the small-loss selector "
+                        "at every round); default per recipe")
     c.add_argument("--num_gradual", type=int, default=None,
                    help="Co-teaching's forget rate ramps from 0 to tau over the first num_gradual - 1 epochs")
     c.add_argument("--init_epochs", type=int, default=None,
@@ -320,8 +321,9 @@ class DynamicSelection(Trainer):
             self.selection_round(epoch, row, order, augment)
         nets, noisy = run.nets, run.data.noisy
         if args.method in ("coteaching", "coteaching+"):
-            if args.forget_rate == "auto" and self.tau is None and epoch > 0:  # after one epoch on all samples
+            if args.forget_rate == "auto" and 0 < epoch <= args.num_gradual - 2:  # re-estimated while tau ramps up
                 self.tau = 1.0 - self.fine_keep_ratio(selection_pool(args, noisy, run.num_classes, order), augment)
+                row["train/estimated_noise_rate"] = self.tau
             tau = args.forget_rate if isinstance(args.forget_rate, float) else (self.tau or 0.0)
             row["train/forget_rate"] = forget_rate_at(tau, epoch, args.num_gradual)
             indices = epoch_samples(args, noisy, None, run.num_classes, order)

@@ -288,3 +288,32 @@ def test_bf16_autocast_runs_on_cpu(tmp_path):
 def test_fp16_needs_cuda(tmp_path):
     with pytest.raises(UserError, match="--amp fp16 needs a CUDA device"):
         run(tmp_path, "--method", "standard", "--amp", "fp16")
+
+
+def test_forget_rate_auto_uses_fines_estimate_while_the_ramp_rises(tmp_path, monkeypatch):
+    """Co-teaching without clean labels: epoch 0 drops nothing, then tau is 1 - the fraction FINE keeps in network
+    1's features, re-estimated after each epoch of the ramp and kept from its end."""
+    keep = []
+    real = ds.DynamicSelection.fine_keep_ratio
+
+    def spy(self, *args, **kw):
+        keep.append(real(self, *args, **kw))
+        return keep[-1]
+
+    monkeypatch.setattr(ds.DynamicSelection, "fine_keep_ratio", spy)
+    summary = run(tmp_path, "--method", "coteaching", "--forget_rate", "auto", "--num_gradual", "5",
+                  "--epochs", "5", "--batch_size", "64")
+    taus = [1.0 - k for k in keep]
+    assert len(taus) == 3  # after epochs 0, 1 and 2: the ramp reaches tau at epoch num_gradual - 2 = 3
+    expected = [0.0, taus[0] / 3, 2 * taus[1] / 3, taus[2], taus[2]]
+    assert [r["train/forget_rate"] for r in rows(summary)] == pytest.approx(expected)
+    assert 0.25 < taus[-1] < 0.65  # the realised noise rate is 0.45 (50% symmetric noise over 10 classes)
+    ckpt = torch.load(Path(summary["run_dir"]) / "last.pt", weights_only=False)
+    assert ckpt["trainer"]["tau"] == pytest.approx(taus[-1])  # a resumed run keeps the estimate
+
+
+def test_small_loss_selector_with_auto_keeps_fines_fraction(tmp_path):
+    summary = run(tmp_path, "--method", "fine", "--selector", "small-loss", "--forget_rate", "auto",
+                  "--warmup", "1", "--every", "1", "--epochs", "2")
+    row = rows(summary)[1]
+    assert 0 < row["select/selected"] < 1437  # each class keeps the fraction FINE finds clean in the same features
