@@ -1,13 +1,15 @@
 """Synthetic label noise: seeded pure generators, a summary, and the saved label files every run reuses.
 
 Every generator draws from a local ``np.random.default_rng(seed)``, so the same ``(labels, kind, rate, seed)`` always
-gives the same noisy labels. :func:`load_or_make_noisy_labels` saves them once under ``<root>/noisy_labels/`` and every
-later run (any method, any trainer) reads the same file back.
+gives the same noisy labels. :func:`load_or_make_noisy_labels` saves them once under ``<root>/noisy_labels/`` (or, for
+a data folder that cannot be written, under the user's cache: :func:`label_cache_root`) and every later run (any
+method, any trainer) reads the same file back.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -247,6 +249,36 @@ def noisy_label_path(root: str | os.PathLike, dataset: str, kind: str, rate: flo
     return Path(root) / "noisy_labels" / f"{dataset}_{kind}_{rate:g}_seed{seed}.npy"
 
 
+def label_cache_root(root: str | os.PathLike) -> Path:
+    """Where the labels of a data folder that cannot be written go: ``<cache>/fine/<absolute root>``.
+
+    ``<cache>`` is ``$XDG_CACHE_HOME``, else ``~/.cache``. Mirroring the data folder's absolute path gives every data
+    folder its own labels (two user data sets never share a file), e.g. ``/usr/share/datasets/fashion-mnist`` ->
+    ``~/.cache/fine/usr/share/datasets/fashion-mnist/noisy_labels/``.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    absolute = Path(root).resolve()
+    return cache / "fine" / absolute.relative_to(absolute.anchor)
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` can be written, or created: its nearest existing ancestor grants write access."""
+    folder = folder.absolute()
+    while not folder.exists():
+        folder = folder.parent
+    return os.access(folder, os.W_OK)
+
+
+def _label_file(root: str | os.PathLike, dataset: str, kind: str, rate: float, seed: int) -> Path:
+    """The saved labels of one setting: under ``root`` if the file is there, else under :func:`label_cache_root` if
+    the file is there, else under ``root`` if it can be written, else under the cache."""
+    path = noisy_label_path(root, dataset, kind, rate, seed)
+    if path.exists():
+        return path
+    cached = noisy_label_path(label_cache_root(root), dataset, kind, rate, seed)
+    return cached if cached.exists() or not _writable(path.parent) else path
+
+
 def load_or_make_noisy_labels(clean_labels: np.ndarray, *, dataset: str, kind: str, rate: float, seed: int,
                               num_classes: int, root: str | os.PathLike, inputs: np.ndarray | None = None,
                               noise_file: str | os.PathLike | None = None) -> tuple[np.ndarray, dict]:
@@ -257,11 +289,15 @@ def load_or_make_noisy_labels(clean_labels: np.ndarray, *, dataset: str, kind: s
     read back by every later call with the same arguments. A saved or supplied file that does not fit the data set
     (length, label range) is refused.
 
+    A data folder that cannot be written (a system package's ``/usr/share/datasets/...``, a read-only mount) is left
+    untouched: its labels are saved under :func:`label_cache_root` instead, with a note on stderr, and read back from
+    there. Labels already saved under ``<root>/noisy_labels/`` are always read from there.
+
     Parameters
     ----------
     clean_labels : (N,) int array, the training set in its standard order.
     dataset, kind, rate, seed, num_classes, inputs : as in :func:`make_noisy_labels`.
-    root : data folder; the labels go to ``<root>/noisy_labels/``.
+    root : data folder; the labels go to ``<root>/noisy_labels/`` (the cache if it cannot be written).
     noise_file : a user's ``.npy`` file of N labels aligned with the standard order; ``kind``/``rate`` are then ignored.
 
     Returns
@@ -285,15 +321,19 @@ def load_or_make_noisy_labels(clean_labels: np.ndarray, *, dataset: str, kind: s
         labels = clean.copy()
         info = {"kind": "none", "rate": 0.0, "seed": seed, "label_file": None, "reused": False}
     else:
-        path = noisy_label_path(root, dataset, kind, rate, seed)
+        path = _label_file(root, dataset, kind, rate, seed)
         meta_path = path.with_suffix(".json")
         reused = path.exists()
+        in_cache = path != noisy_label_path(root, dataset, kind, rate, seed)
+        if in_cache and not reused and os.environ.get("RANK", "0") == "0":  # torchrun's rank: one note per run
+            print(f"note: {Path(root)} cannot be written, so the noisy labels are saved to {path} and later runs read "
+                  f"them from there", file=sys.stderr)
         if reused:
             labels = _load_label_file(path, n, num_classes, dataset, "delete it to regenerate the labels")
         else:
             labels = make_noisy_labels(clean, kind, rate, num_classes=num_classes, seed=seed, dataset=dataset,
                                        inputs=inputs)
-        if not meta_path.exists() or not reused:
+        if not reused or (not meta_path.exists() and _writable(meta_path.parent)):
             path.parent.mkdir(parents=True, exist_ok=True)
             meta = {"dataset": dataset, "kind": kind, "rate": rate, "seed": seed, "num_samples": n,
                     "num_classes": num_classes, **noise_summary(clean, labels, num_classes)}

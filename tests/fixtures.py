@@ -9,6 +9,7 @@ The files have the originals' names, keys (bytes, e.g. ``b'data'``, ``b'labels'`
 """
 from __future__ import annotations
 
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +106,11 @@ def synthetic_features(n: int, d: int, c: int, noise: float, spread: float, seed
     noisy[flip] = (true[flip] + rng.integers(1, c, flip.sum())) % c
     feats = dirs[true] * rng.uniform(0.5, 1.5, (n, 1)) + spread * rng.normal(size=(n, d)) / np.sqrt(d)
     return torch.from_numpy(feats.astype(np.float32)), torch.from_numpy(noisy), torch.from_numpy(noisy == true)
+
+
+def deny_writes_below(monkeypatch, folder: Path) -> None:
+    """Make ``os.access`` refuse write access below ``folder``, as for a read-only mount (tests may run as root, whom
+    mode bits do not stop)."""
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: (not (mode & os.W_OK and Path(path).is_relative_to(folder))
+                                                          and access(path, mode)))

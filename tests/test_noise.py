@@ -1,17 +1,21 @@
-"""Label noise: realised rates and transitions per kind, determinism, saved label files, error messages."""
+"""Label noise: realised rates and transitions per kind, determinism, saved label files (a read-only data folder's in
+the user cache), error messages."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from data_loader.noise import (
     asym_class_map,
+    label_cache_root,
     load_or_make_noisy_labels,
     make_noisy_labels,
     noise_summary,
     noisy_label_path,
 )
 from fine.errors import UserError
+from tests.fixtures import deny_writes_below
 
 
 def balanced_labels(n: int, k: int, seed: int = 0) -> np.ndarray:
@@ -187,6 +191,39 @@ def test_none_kind_writes_no_file(tmp_path):
                                              root=tmp_path)
     assert np.array_equal(labels, clean) and info["label_file"] is None and info["noise_rate"] == 0.0
     assert not (tmp_path / "noisy_labels").exists()
+
+
+def test_read_only_root_saves_to_the_user_cache_with_a_note(tmp_path, monkeypatch, capsys):
+    data, cache = tmp_path / "ro" / "data", tmp_path / "cache"
+    data.mkdir(parents=True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    deny_writes_below(monkeypatch, tmp_path / "ro")
+    clean = balanced_labels(300, 10)
+    kw = dict(dataset="cifar10", kind="asym", rate=0.4, seed=1, num_classes=10, root=data)
+    labels, info = load_or_make_noisy_labels(clean, **kw)
+    cached = cache / "fine" / data.resolve().relative_to("/")
+    assert label_cache_root(data) == cached
+    assert info["label_file"] == str(noisy_label_path(cached, "cifar10", "asym", 0.4, 1)) and not info["reused"]
+    assert Path(info["label_file"]).with_suffix(".json").is_file() and not any(data.iterdir())
+    note = capsys.readouterr().err
+    assert note.count("\n") == 1 and f"{data} cannot be written" in note and info["label_file"] in note
+    assert np.array_equal(labels, make_noisy_labels(clean, "asym", 0.4, num_classes=10, seed=1, dataset="cifar10"))
+    again, info2 = load_or_make_noisy_labels(clean, **kw)
+    assert info2["reused"] and info2["label_file"] == info["label_file"] and np.array_equal(again, labels)
+    assert capsys.readouterr().err == ""
+    # Another read-only folder gets its own labels: a user data set named alike never reuses these.
+    other = load_or_make_noisy_labels(clean, **{**kw, "root": tmp_path / "ro" / "other"})[1]
+    assert not other["reused"] and other["label_file"] != info["label_file"]
+
+
+def test_labels_saved_in_the_data_folder_win_over_the_cache(tmp_path, monkeypatch):
+    clean = balanced_labels(100, 10)
+    kw = dict(dataset="digits", kind="sym", rate=0.5, seed=0, num_classes=10, root=tmp_path / "data")
+    shipped = load_or_make_noisy_labels(clean, **kw)[1]["label_file"]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    deny_writes_below(monkeypatch, tmp_path / "data")
+    info = load_or_make_noisy_labels(clean, **kw)[1]
+    assert info["label_file"] == shipped and info["reused"] and not (tmp_path / "cache").exists()
 
 
 @pytest.mark.parametrize("bad,words", [(np.zeros(499, dtype=np.int64), "500 samples"),
