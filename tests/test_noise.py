@@ -46,7 +46,7 @@ def test_sym_relabels_exactly_round_rN_uniformly_over_all_classes():
     assert abs((noisy[chosen] == clean[chosen]).mean() - 0.1) < 0.015
 
 
-@pytest.mark.parametrize("dataset,k", [("cifar10", 10), ("digits", 10), ("cifar100", 100)])
+@pytest.mark.parametrize("dataset,k", [("cifar10", 10), ("digits", 10), ("fashion_mnist", 10), ("cifar100", 100)])
 def test_asym_flips_exactly_round_r_nc_per_source_class_to_its_mapped_class(dataset, k):
     clean = np.random.default_rng(1).integers(0, k, size=50 * k + 7)  # unequal class sizes
     rate = 0.4
@@ -68,6 +68,8 @@ def test_asym_maps():
                                                               9: 1}
     assert dict(enumerate(asym_class_map("digits", 10))) == {0: 0, 1: 7, 2: 2, 3: 8, 4: 4, 5: 6, 6: 6, 7: 1, 8: 3,
                                                              9: 4}
+    assert dict(enumerate(asym_class_map("fashion_mnist", 10))) == {0: 6, 1: 1, 2: 4, 3: 3, 4: 2, 5: 7, 6: 0, 7: 9,
+                                                                    8: 8, 9: 9}
     c100 = asym_class_map("cifar100", 100)
     assert c100[:10].tolist() == [1, 2, 3, 4, 0, 6, 7, 8, 9, 5]
     assert c100[95:].tolist() == [96, 97, 98, 99, 95]
