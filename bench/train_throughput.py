@@ -15,7 +15,7 @@ in the same process, after a warm-up of both (and of ``torch.compile``), first p
 pipeline's own speed), then training on them. Then one selection round is timed:
 eval-mode penultimate features of all N samples by :func:`fine.features.extract_features` over
 ``TensorLoader(augment=False)`` batches of 4 x ``--batch_size`` (as the trainers extract them, under ``--amp``), then
-``fine.selection.fine_select`` on the host; it is reported as a fraction of the tensor-path epoch.
+``fine.selection.fine_select`` where the features are; it is reported as a fraction of the tensor-path epoch.
 """
 from __future__ import annotations
 
@@ -122,8 +122,9 @@ def main(args: argparse.Namespace) -> None:
                                channels_last=args.channels_last)  # the trainers extract in batches of 4x
 
     def extract() -> tuple[torch.Tensor, torch.Tensor]:
-        """What a trainer's selection round runs first: (N, D) CPU features of the un-augmented images."""
-        return extract_features(model, eval_loader.epoch(None, shuffle=False, augment=False), n, device, amp=args.amp)
+        """What a trainer's selection round runs first: (N, D) features of the un-augmented images, on the device."""
+        return extract_features(model, eval_loader.epoch(None, shuffle=False, augment=False), torch.arange(n), device,
+                                amp=args.amp)
     fast_epoch = lambda: tensor_loader.epoch(None, shuffle=True, augment=True, generator=g)  # noqa: E731
 
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
@@ -139,7 +140,7 @@ def main(args: argparse.Namespace) -> None:
     make_fast = timed(device, lambda: produce(fast_epoch()))
     slow = timed(device, lambda: train(standard))
     fast = timed(device, lambda: train(fast_epoch()))
-    features: list[torch.Tensor] = []  # as in the trainers: extracted to the host, selected there
+    features: list[torch.Tensor] = []  # as in the trainers: selected where they were extracted
     t_extract = timed(device, lambda: features.append(extract()[0]))
     t_select = timed(device, lambda: fine_select(features[0], torch.as_tensor(labels), NUM_CLASSES))
     print(f"batches only, DataLoader     {make_slow:8.2f} s  {n / make_slow:10.0f} img/s")

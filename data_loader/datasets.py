@@ -17,7 +17,7 @@ from data_loader.clothing1m import clothing1m_transforms, load_clothing1m
 from data_loader.digits import load_digits_split
 from data_loader.fashion_mnist import load_fashion_mnist
 from data_loader.noise import load_or_make_noisy_labels
-from data_loader.transforms import get_transforms, user_transforms
+from data_loader.transforms import Standardize, get_transforms, user_transforms
 from data_loader.user_data import load_user_data
 from data_loader.webvision import load_webvision, webvision_transforms
 from fine.errors import UserError
@@ -32,23 +32,27 @@ _SPLIT_STREAM = 1  # the validation split draws from default_rng([seed, 1]), a s
 
 
 class NoisyDataset(Dataset):
-    """Images held in memory with their noisy (and, when known, clean) labels.
+    """Samples held in memory with their noisy (and, when known, clean) labels.
 
     Item ``i`` is ``(transform(images[i]), int(noisy_labels[i]), i)``: the index lets a trainer write per-sample
     results into ``(N, ...)`` arrays whatever the shuffle order.
 
     Parameters
     ----------
-    images : (N, C, H, W) uint8 tensor.
+    images : the samples: (N, C, H, W) uint8 images, or a floating-point (N, ...) tensor of any other kind, e.g.
+        (N, D) table rows or (N, C, L) signals (:mod:`data_loader.user_data`).
     noisy_labels : (N,) int array, the labels training sees.
     clean_labels : (N,) int array or None when unknown.
-    transform : callable mapping a uint8 (C, H, W) tensor to a float tensor; None returns the uint8 tensor.
+    transform : callable mapping one sample (a uint8 (C, H, W) image, or a float row / signal) to a float tensor;
+        None returns the stored sample.
     """
 
     def __init__(self, images: torch.Tensor, noisy_labels: np.ndarray, clean_labels: np.ndarray | None = None,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
+        image = images.dtype == torch.uint8 and images.ndim == 4
+        if not (image or (images.is_floating_point() and images.ndim >= 2)):
+            raise ValueError(f"images must be a uint8 (N, C, H, W) tensor or a float (N, ...) tensor of at least two "
+                             f"dimensions, got {images.dtype} {tuple(images.shape)}")
         self.images = images
         self.noisy_labels = np.asarray(noisy_labels, dtype=np.int64)
         self.clean_labels = None if clean_labels is None else np.asarray(clean_labels, dtype=np.int64)
@@ -87,6 +91,8 @@ class DatasetBundle:
     """What a trainer needs: the splits, the class count, both transforms and a description of the label noise.
 
     ``test`` holds clean labels in both ``noisy_labels`` and ``clean_labels``; ``val`` is None in full-train mode.
+    ``kind`` is what one sample is: ``"image"`` (C, H, W), ``"table"`` (D,) or ``"signal"`` (C, L); tables and
+    signals share one :class:`~data_loader.transforms.Standardize` as train and test transform.
     """
 
     train: NoisyDataset
@@ -97,6 +103,13 @@ class DatasetBundle:
     test_transform: Callable[[torch.Tensor], torch.Tensor]
     noise_info: dict
     extra_tests: dict[str, Dataset] = field(default_factory=dict)
+    kind: str = "image"
+
+    @property
+    def standardization(self) -> dict[str, list[float]] | None:
+        """The training-split statistics tables and signals are standardised with (``{"mean": [...], "std":
+        [...]}``, per feature or channel, JSON-ready: save it with the run), or None for images."""
+        return self.test_transform.to_dict() if isinstance(self.test_transform, Standardize) else None
 
 
 def balanced_split(labels: np.ndarray, val_size: int, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +208,9 @@ def build_datasets(dataset: str, data_path: str | os.PathLike, *, noise_kind: st
     (:mod:`data_loader.user_data`): the class count comes from the data, the transforms normalise with the training
     images' statistics, ``noise_kind="none"`` keeps the data's own (noisy) labels, and synthetic noise needs the clean
     labels; with unknown clean labels, ``clean_labels`` and the noise rates are None and the split balances the noisy
-    labels.
+    labels. A .npz may hold a table or signals instead of images (``kind``): these are standardised with the mean and
+    std of the final training split (after the validation split is taken out), for train, validation and test alike,
+    and are not augmented; ``bundle.standardization`` holds the statistics.
 
     Parameters
     ----------
@@ -232,14 +247,15 @@ def build_datasets(dataset: str, data_path: str | os.PathLike, *, noise_kind: st
         raise UserError("--noise_file and --noise_kind human both give the noisy labels; pass only one")
     if dataset in USER_DATASETS:
         user = load_user_data(dataset, data_path)
-        num_classes, clean_train = user.num_classes, user.train_clean
-        train_images, test_images, test_labels = user.train_images, user.test_images, user.test_labels
-        train_transform, test_transform = user_transforms(torch.from_numpy(train_images))
+        num_classes, clean_train, kind = user.num_classes, user.train_clean, user.kind
+        train_images, test_images, test_labels = user.train_inputs, user.test_inputs, user.test_labels
+        if kind == "image":
+            train_transform, test_transform = user_transforms(torch.from_numpy(train_images))
         noisy, info = _user_noisy_labels(dataset, data_path, user.train_labels, clean_train, noise_kind=noise_kind,
                                          noise_rate=noise_rate, seed=seed, num_classes=num_classes,
                                          images=train_images, noise_file=noise_file)
     else:
-        num_classes = NUM_CLASSES[dataset]
+        num_classes, kind = NUM_CLASSES[dataset], "image"
         if dataset == "digits":
             data = load_digits_split()
         elif dataset == "fashion_mnist":
@@ -255,15 +271,17 @@ def build_datasets(dataset: str, data_path: str | os.PathLike, *, noise_kind: st
             noisy, info = load_or_make_noisy_labels(
                 clean_train, dataset=dataset, kind=noise_kind, rate=noise_rate, seed=seed, num_classes=num_classes,
                 root=data_path, inputs=train_images if noise_kind == "instance" else None, noise_file=noise_file)
-    full = NoisyDataset(torch.from_numpy(train_images), noisy, clean_train, train_transform)
-    train, val = full, None
+    train, val = NoisyDataset(torch.from_numpy(train_images), noisy, clean_train), None
     if val_size:
         balance = clean_train if clean_train is not None else noisy
         train_idx, val_idx = balanced_split(balance, val_size, num_classes, seed)
-        train, val = full.subset(train_idx), full.subset(val_idx).view(test_transform)
+        train, val = train.subset(train_idx), train.subset(val_idx)
+    if kind != "image":
+        train_transform = test_transform = Standardize.fit(train.images)
+    train, val = train.view(train_transform), None if val is None else val.view(test_transform)
     test = NoisyDataset(torch.from_numpy(test_images), test_labels, test_labels, test_transform)
     rate = None if train.clean_labels is None else float((train.noisy_labels != train.clean_labels).mean())
     noise_info = {"dataset": dataset, **info, "noise_rate": rate, "noise_rate_full": info["noise_rate"],
                   "num_train": len(train), "num_val": 0 if val is None else len(val)}
     return DatasetBundle(train=train, val=val, test=test, num_classes=num_classes, train_transform=train_transform,
-                         test_transform=test_transform, noise_info=noise_info)
+                         test_transform=test_transform, noise_info=noise_info, kind=kind)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from fine.atomic import atomic_write
 from fine.errors import UserError
 
 # human: CIFAR-N (data_loader/cifar_n.py); real: the labels Clothing1M and WebVision come with.
@@ -228,18 +228,6 @@ def noise_summary(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> dic
             "transition_matrix": np.round(matrix, 6).tolist(), "num_samples": int(len(clean))}
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file next to ``path``, then rename it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_label_file(path: Path, n: int, num_classes: int, dataset: str, fix: str) -> np.ndarray:
     """Read a ``.npy`` label file and check it fits ``n`` samples of ``num_classes`` classes."""
     try:
@@ -345,10 +333,10 @@ def load_or_make_noisy_labels(clean_labels: np.ndarray, *, dataset: str, kind: s
             path.parent.mkdir(parents=True, exist_ok=True)
             meta = {"dataset": dataset, "kind": kind, "rate": rate, "seed": seed, "num_samples": n,
                     "num_classes": num_classes, **noise_summary(clean, labels, num_classes)}
-            _atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+            atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
         if not reused:
             # The .npy is written last, so its presence means the labels and their summary are complete.
-            _atomic_write(path, lambda f: np.save(f, labels))
+            atomic_write(path, lambda f: np.save(f, labels))
         info = {"kind": kind, "rate": rate, "seed": seed, "label_file": str(path), "reused": reused}
     info["noise_rate"] = float((labels != clean).mean()) if n else 0.0
     return labels, info

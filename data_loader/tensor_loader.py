@@ -32,7 +32,8 @@ class TensorLoader:
     Parameters
     ----------
     dataset : NoisyDataset whose ``images`` (N, C, H, W) uint8 and ``noisy_labels`` (N,) are copied to ``device``
-        once; its ``transform`` is ignored.
+        once; its ``transform`` is ignored. Tables and signals (float samples) are refused: they need no
+        augmentation, and the DataLoader path serves them.
     name : dataset name keying ``NORMALIZATION`` and ``AUGMENTATION`` in :mod:`data_loader.transforms`.
     batch_size : samples per batch; the last batch of an epoch is partial unless ``drop_last``.
     device : where the images live and the batches are produced.
@@ -48,6 +49,10 @@ class TensorLoader:
 
     def __init__(self, dataset: NoisyDataset, name: str, *, batch_size: int, device: torch.device | str,
                  channels_last: bool = False, drop_last: bool = False) -> None:
+        if dataset.images.dtype != torch.uint8 or dataset.images.ndim != 4:
+            raise UserError(f"--data_on_gpu on serves uint8 (N, C, H, W) images only, but {name!r} holds "
+                            f"{dataset.images.dtype} samples of shape {tuple(dataset.images.shape[1:])} (a table or "
+                            f"signals); use --data_on_gpu off")
         if name not in NORMALIZATION:
             raise UserError(f"no augmentation settings for dataset {name!r}; use one of {', '.join(NORMALIZATION)}")
         if batch_size < 1:
@@ -76,13 +81,14 @@ class TensorLoader:
         """Number of samples N held."""
         return len(self.labels)
 
-    def num_batches(self, n: int) -> int:
-        """Batches in an epoch over ``n`` samples."""
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+    def num_batches(self, n: int, batch_size: int | None = None) -> int:
+        """Batches in an epoch over ``n`` samples (of ``batch_size``, default the loader's)."""
+        size = batch_size or self.batch_size
+        return n // size if self.drop_last else -(-n // size)
 
     def epoch(self, indices: torch.Tensor | np.ndarray | None = None, *, shuffle: bool, augment: bool,
-              generator: torch.Generator | None = None) -> Iterator[Batch]:
-        """One pass over ``indices`` (all samples if None) in batches of ``batch_size``.
+              generator: torch.Generator | None = None, batch_size: int | None = None) -> Iterator[Batch]:
+        """One pass over ``indices`` (all samples if None) in batches of ``batch_size`` (default the loader's).
 
         Parameters
         ----------
@@ -91,6 +97,7 @@ class TensorLoader:
         augment : random crop (offsets uniform in [0, H + 2 * padding - size]) with zero padding, then a
             horizontal flip with probability 0.5 where the dataset flips; else the plain test transform.
         generator : CPU generator for the order and the augmentation; None uses torch's global CPU generator.
+        batch_size : samples per batch of this pass (default: the loader's ``batch_size``).
 
         Yields
         ------
@@ -104,11 +111,12 @@ class TensorLoader:
             order = order[torch.randperm(n, generator=generator).to(self.device)]
         if augment:
             params = self.draw_augmentation(n, generator).to(self.device)
-        for start in range(0, self.num_batches(n) * self.batch_size, self.batch_size):
-            index = order[start:start + self.batch_size]
+        size = batch_size or self.batch_size
+        for start in range(0, self.num_batches(n, size) * size, size):
+            index = order[start:start + size]
             images = self.images[index]
             if augment:
-                images = self.crop_flip(images, params[start:start + self.batch_size])
+                images = self.crop_flip(images, params[start:start + size])
             yield self.normalize(images), self.labels[index], index
 
     def draw_augmentation(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

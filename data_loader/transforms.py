@@ -1,4 +1,5 @@
-"""Train and test transforms on uint8 (C, H, W) tensors with torchvision.transforms.v2 (no PIL round trip)."""
+"""Train and test transforms: torchvision.transforms.v2 on uint8 (C, H, W) images (no PIL round trip), and
+:class:`Standardize` for float table rows and signals (no augmentation)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -70,6 +71,51 @@ def user_transforms(images: torch.Tensor) -> tuple[Transform, Transform]:
     training, both normalised with the per-channel statistics of ``images``."""
     height, width = images.shape[-2:]
     return image_transforms(channel_stats(images), ((height, width), max(min(height, width) // 8, 1), True))
+
+
+class Standardize:
+    """``(x - mean) / std`` of one float sample: per feature of a table row (D,), per channel of a signal (C, L).
+
+    A plain object (two tensors, no closures) so it can be inspected, pickled into DataLoader workers and saved with
+    :meth:`to_dict`. Build it from the training split with :meth:`fit`; the test split then gets the same statistics.
+
+    Parameters
+    ----------
+    mean, std : float32 tensors, (D,) for tables or (C, 1) for signals (they broadcast over a sample).
+    """
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean = mean
+        self.std = std
+
+    @classmethod
+    def fit(cls, x: torch.Tensor, chunk: int = 4096) -> Standardize:
+        """Statistics of the training inputs ``x``, (N, D) rows or (N, C, L) signals: the mean and the population
+        standard deviation (ddof 0) over every axis but axis 1, accumulated in float64 over ``chunk`` samples at a
+        time. A feature or channel constant over ``x`` gets std 1, so it maps to exactly 0."""
+        axes = (0, *range(2, x.ndim))
+        count = x.numel() // x.shape[1]
+        blocks = [x[start:start + chunk] for start in range(0, len(x), chunk)]
+        mean = sum(block.double().sum(axes) for block in blocks) / count  # (D,) or (C,)
+        shape = (-1,) + (1,) * (x.ndim - 2)  # broadcasts over the trailing axes of a block and a sample
+        var = sum((block.double() - mean.view(shape)).square().sum(axes) for block in blocks) / count
+        low = torch.stack([block.amin(axes) for block in blocks]).amin(0).double()
+        high = torch.stack([block.amax(axes) for block in blocks]).amax(0).double()
+        constant = low == high
+        mean = torch.where(constant, low, mean)
+        std = torch.where(constant, 1.0, var.sqrt())
+        return cls(mean.float().view(shape), std.float().view(shape))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """A sample (D,) or (C, L) -> standardised float32 of the same shape."""
+        return (x.float() - self.mean) / self.std
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """``{"mean": [...], "std": [...]}``, one value per feature (tables) or channel (signals), JSON-ready."""
+        return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+
+    def __repr__(self) -> str:
+        return f"Standardize(mean={self.mean.flatten()}, std={self.std.flatten()})"
 
 
 def resize_crop_transforms(resize: int, crop: int, mean: tuple[float, ...],

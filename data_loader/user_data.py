@@ -1,4 +1,4 @@
-"""Users' own labelled images: an ImageFolder tree (``--dataset folder``) or one ``.npz`` file (``--dataset npz``).
+"""Users' own labelled data: an ImageFolder tree (``--dataset folder``) or one ``.npz`` file (``--dataset npz``).
 
 Folder layout (torchvision ImageFolder; classes are the sorted sub-folder names of ``train/``)::
 
@@ -11,12 +11,33 @@ Training images are ordered by class index, then by file name. Without ``noisy_l
 the noisy labels and the clean labels are unknown. Images are decoded with PIL, converted to RGB and resized to
 ``IMAGE_SIZE`` x ``IMAGE_SIZE`` so the whole set lives in memory as uint8.
 
-``.npz`` arrays: ``x_train`` (N, H, W) or (N, H, W, C) uint8, ``y_train`` (N,) noisy labels, optional
-``y_train_clean`` (N,) clean labels, ``x_test`` (M, H, W[, C]) uint8 and ``y_test`` (M,) labels.
+``.npz`` file (``numpy.savez``; read without pickle)::
+
+    x_train        (N, ...) training inputs, one of the three kinds below
+    y_train        (N,) labels training sees (the noisy ones), class ids 0..K-1
+    y_train_clean  optional (N,) clean labels of the same samples
+    x_test         (M, ...) test inputs, the same kind and per-sample shape as x_train
+    y_test         (M,) test labels
+    kind           optional string, "image", "table" or "signal"; inferred from x_train when absent
+
+Kinds, and what is inferred without ``kind``:
+
+- ``"image"``: uint8 (N, H, W) or (N, H, W, C) with C 1 or 3; inferred for uint8 arrays of 3 or 4 dimensions.
+  Stored as (N, C, H, W) uint8; normalised per channel and augmented (random crop + flip) for training.
+- ``"table"``: numeric (N, D), D features per sample; inferred for every 2-D array.
+- ``"signal"``: numeric (N, C, L), C channels of length L; inferred for 3-D arrays that are not uint8. A 2-D array
+  is a table unless ``kind="signal"`` is saved with it, which reads it as single-channel signals (N, 1, L)
+  (``numpy.savez(path, ..., kind="signal")``, or store ``x[:, None, :]``).
+
+Tables and signals are stored as float32 and standardised with the training split's mean and standard deviation
+(per feature for tables, per channel for signals; see :class:`data_loader.transforms.Standardize`), the test set
+with the same statistics; they are not augmented. Labels may be integers, or floats holding whole numbers (cast to
+int64). NaN or infinite inputs are refused: impute or drop them before saving.
 """
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +49,21 @@ from fine.errors import UserError
 IMAGE_SIZE = 32  # side of the square every folder image is resized to
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 NPZ_REQUIRED = ("x_train", "y_train", "x_test", "y_test")
+KINDS = ("image", "table", "signal")
+_NPZ_SHAPES = "uint8 images as (N, H, W) or (N, H, W, C) with C = 1 or 3, tables as (N, D) or signals as (N, C, L)"
 
 
 @dataclass
 class UserData:
-    """A user's data set: ``*_images`` (N, C, H, W) uint8; ``train_labels`` the noisy labels, ``train_clean`` the
-    clean ones or None; ``test_labels`` (M,) int64; ``num_classes`` K; ``classes`` K names."""
+    """A user's data set: ``kind`` one of :data:`KINDS`; ``*_inputs`` (N, C, H, W) uint8 images, (N, D) float32
+    table rows or (N, C, L) float32 signals; ``train_labels`` the noisy labels, ``train_clean`` the clean ones or
+    None; ``test_labels`` (M,) int64; ``num_classes`` K; ``classes`` K names."""
 
-    train_images: np.ndarray
+    kind: str
+    train_inputs: np.ndarray
     train_labels: np.ndarray
     train_clean: np.ndarray | None
-    test_images: np.ndarray
+    test_inputs: np.ndarray
     test_labels: np.ndarray
     num_classes: int
     classes: list[str]
@@ -113,9 +138,29 @@ def load_image_folder(root: str | os.PathLike, *, size: int = IMAGE_SIZE) -> Use
         noisy, clean = _labels_file(noisy_file, len(paths), len(classes)), folder_labels
     else:
         noisy, clean = folder_labels, None
-    return UserData(train_images=_read_images(paths, size), train_labels=noisy, train_clean=clean,
-                    test_images=_read_images(test_paths, size), test_labels=np.asarray(test_labels, dtype=np.int64),
+    return UserData(kind="image", train_inputs=_read_images(paths, size), train_labels=noisy, train_clean=clean,
+                    test_inputs=_read_images(test_paths, size), test_labels=np.asarray(test_labels, dtype=np.int64),
                     num_classes=len(classes), classes=classes)
+
+
+def _npz_kind(arrays: dict[str, np.ndarray], path: Path) -> str:
+    """The saved ``kind``, or the kind ``x_train``'s dtype and dimensions imply (see the module docstring)."""
+    if "kind" in arrays:
+        value = arrays["kind"]
+        name = value.item() if value.ndim == 0 and value.dtype.kind in "US" else None
+        name = name.decode() if isinstance(name, bytes) else name
+        if name not in KINDS:
+            raise UserError(f"{path}: unknown kind {value.tolist()!r}; save kind as one of the strings "
+                            f"{', '.join(KINDS)} (e.g. numpy.savez(..., kind=\"table\")) or leave it out")
+        return name
+    x = arrays["x_train"]
+    if x.dtype == np.uint8 and x.ndim in (3, 4):
+        return "image"
+    if x.ndim == 2:
+        return "table"
+    if x.ndim == 3:
+        return "signal"
+    raise UserError(f"{path}: x_train is {x.dtype} of shape {x.shape}; store {_NPZ_SHAPES}")
 
 
 def _npz_images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
@@ -128,17 +173,64 @@ def _npz_images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
     return np.ascontiguousarray(x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2))
 
 
+def _npz_numeric(x: np.ndarray, key: str, kind: str, path: Path) -> np.ndarray:
+    """Table rows (N, D) or signals (N, L) / (N, C, L) of any real dtype -> finite float32 (N, D) or (N, C, L)."""
+    shapes = "(N, D)" if kind == "table" else "(N, C, L), or (N, L) for one channel"
+    if x.dtype.kind not in "biuf" or x.ndim not in ((2,) if kind == "table" else (2, 3)):
+        raise UserError(f"{path}: {key} is {x.dtype} of shape {x.shape} but kind is {kind}; store a numeric "
+                        f"{shapes} array, or save the kind that matches it ({', '.join(KINDS)})")
+    if not len(x):
+        raise UserError(f"{path}: {key} holds no samples; store at least one")
+    if not x.size:
+        raise UserError(f"{path}: {key} has shape {x.shape}, with no values per sample; store at least one "
+                        f"{'feature' if kind == 'table' else 'channel and time step'}")
+    if x.dtype.kind == "f":
+        nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        if nan or inf:
+            raise UserError(f"{path}: {key} holds {nan} NaN and {inf} infinite values (of {x.size}); impute or "
+                            f"drop them before saving")
+    with np.errstate(over="ignore"):
+        out = x.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise UserError(f"{path}: {key} holds values beyond float32's range (|x| > 3.4e38); rescale them")
+    return np.ascontiguousarray(out[:, None] if kind == "signal" and x.ndim == 2 else out)
+
+
+def _check_test_shape(train: np.ndarray, test: np.ndarray, kind: str, path: Path) -> None:
+    """x_test must have x_train's per-sample shape: image size and channels, feature count, signal shape."""
+    if kind == "image" and train.shape[1:] != test.shape[1:]:
+        raise UserError(f"{path}: x_train images are (C, H, W) = {train.shape[1:]} but x_test images are "
+                        f"{test.shape[1:]}; store both at the same size and channel count")
+    if kind == "table" and train.shape[1] != test.shape[1]:
+        raise UserError(f"{path}: x_train has {train.shape[1]} features but x_test has {test.shape[1]}; store the "
+                        f"same features, in the same order, in both")
+    if kind == "signal" and train.shape[1] != test.shape[1]:
+        raise UserError(f"{path}: x_train signals have {train.shape[1]} channels but x_test signals have "
+                        f"{test.shape[1]}; store the same channels in both")
+    if kind == "signal" and train.shape[2] != test.shape[2]:
+        raise UserError(f"{path}: x_train signals have length {train.shape[2]} but x_test signals have length "
+                        f"{test.shape[2]}; crop, pad or resample both to one length")
+
+
 def _npz_labels(y: np.ndarray, key: str, n: int, path: Path) -> np.ndarray:
-    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+    """(n,) integer labels, or floats holding whole numbers, -> int64."""
+    if y.shape != (n,) or y.dtype.kind not in "iuf":
+        inputs = "x_test" if key == "y_test" else "x_train"
         raise UserError(f"{path}: {key} is {y.dtype} of shape {y.shape}, expected ({n},) integer labels, one per "
-                        f"image")
+                        f"sample of {inputs}")
+    if y.dtype.kind == "f":
+        fractional = ~np.isfinite(y) | (y != np.round(y))
+        if fractional.any():
+            raise UserError(f"{path}: {key} has {int(fractional.sum())} of {n} labels that are not whole numbers "
+                            f"(the first: {y[fractional][0]}); store class ids 0..K-1")
     if n and y.min() < 0:
         raise UserError(f"{path}: {key} holds negative labels; use class ids 0..K-1")
     return y.astype(np.int64)
 
 
 def load_npz(path: str | os.PathLike) -> UserData:
-    """Read a ``.npz`` of ``x_train``, ``y_train``, optional ``y_train_clean``, ``x_test``, ``y_test``."""
+    """Read a ``.npz`` of ``x_train``, ``y_train``, optional ``y_train_clean``, ``x_test``, ``y_test``, optional
+    ``kind`` (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--dataset npz needs --data_path to be an existing .npz file; {path} is not a file")
@@ -151,18 +243,42 @@ def load_npz(path: str | os.PathLike) -> UserData:
     if missing:
         raise UserError(f"{path} lacks the arrays {', '.join(missing)}; save x_train, y_train, x_test, y_test "
                         f"(and optionally y_train_clean) with numpy.savez")
-    train = _npz_images(arrays["x_train"], "x_train", path)
-    test = _npz_images(arrays["x_test"], "x_test", path)
-    if train.shape[1:] != test.shape[1:]:
-        raise UserError(f"{path}: x_train images are (C, H, W) = {train.shape[1:]} but x_test images are "
-                        f"{test.shape[1:]}; store both at the same size and channel count")
+    kind = _npz_kind(arrays, path)
+    if kind == "image":
+        train, test = (_npz_images(arrays[k], k, path) for k in ("x_train", "x_test"))
+    else:
+        train, test = (_npz_numeric(arrays[k], k, kind, path) for k in ("x_train", "x_test"))
+    _check_test_shape(train, test, kind, path)
     noisy = _npz_labels(arrays["y_train"], "y_train", len(train), path)
     clean = (_npz_labels(arrays["y_train_clean"], "y_train_clean", len(train), path)
              if "y_train_clean" in arrays else None)
     test_labels = _npz_labels(arrays["y_test"], "y_test", len(test), path)
     num_classes = int(max(y.max() for y in (noisy, clean, test_labels) if y is not None and y.size)) + 1
-    return UserData(train_images=train, train_labels=noisy, train_clean=clean, test_images=test,
+    return UserData(kind=kind, train_inputs=train, train_labels=noisy, train_clean=clean, test_inputs=test,
                     test_labels=test_labels, num_classes=num_classes, classes=[str(k) for k in range(num_classes)])
+
+
+def npz_kind(path: str | os.PathLike) -> str:
+    """The kind of data (:data:`KINDS`) a ``.npz`` holds, read from its ``kind`` entry and ``x_train``'s header only
+    (cheap on large files): what the trainers' recipes need before the data is loaded."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--dataset npz needs --data_path to be an existing .npz file; {path} is not a file")
+    try:
+        with zipfile.ZipFile(path) as archive, np.load(path, allow_pickle=False) as content:
+            arrays = {"kind": content["kind"]} if "kind" in content.files else {}
+            with archive.open("x_train.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+    except KeyError:
+        raise UserError(f"{path} lacks the array x_train; save x_train, y_train, x_test, y_test with "
+                        f"numpy.savez") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(f"cannot read {path} as .npz ({err}); save it with numpy.savez") from None
+    arrays["x_train"] = np.empty([0] * len(shape), dtype=dtype)  # what the inference looks at: dtype and ndim
+    return _npz_kind(arrays, path)
 
 
 def load_user_data(dataset: str, data_path: str | os.PathLike) -> UserData:

@@ -14,42 +14,31 @@ Every method takes ``--loss ce|gce|sce|elr``.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data_loader import NoisyDataset
 from data_loader.sampling import balanced_epoch_indices, balanced_subset
-from data_loader.tensor_loader import TensorLoader
-from data_loader.transforms import AUGMENTATION
 from dynamic_selection.recipes import recipe
-from fine.amp import autocast, configure_backends, grad_scaler, prepare_model, unwrap_model
-from fine.args import add_common_args, add_speed_args, check_common_args, fill_defaults
+from engine.args import (add_common_args, add_selector_args, add_speed_args, check_selector_args, fill_defaults,
+                         input_kind, selector_config)
+from engine.data import TrainData
+from engine.loop import Run, Trainer, fit
+from fine.amp import autocast
+from fine.distributed import all_reduce_sum, print0
 from fine.errors import UserError, run_cli
-from fine.features import extract_features
-from fine.logger import RunLogger
-from fine.losses import LOSSES, build_loss, default_loss_hparams
-from fine.models import create_model
-from fine.run import prepare_run_dir, print_args, seed_everything
-from fine.distributed import (all_reduce_sum, cleanup, gather_by_index, init_distributed, on_main, print0,
-                              shard_indices, wrap_ddp)
-from fine.selection import (Selection, fine_select, fine_select_distributed, loss_gmm_select, selection_metrics,
-                            small_loss_select)
-from fine.training import (augment_generator, build_optimizer, build_scheduler, checkpoint, epoch_generator,
-                           evaluate, evaluate_extra_tests, evaluation_loader, load_data, restore, save_epoch,
-                           save_selection_round, summarize)
+from fine.losses import LOSSES, build_loss
+from fine.selection import SelectorConfig, select_samples
 
 METHODS = ("standard", "fine", "f-coteaching", "coteaching", "coteaching+")
-SELECTORS = ("fine", "small-loss", "loss-gmm")
 TWO_NETS = ("f-coteaching", "coteaching", "coteaching+")
 SELECTING = ("fine", "f-coteaching")  # methods with periodic selection rounds
+LABELS = {"fine": "FINE", "f-coteaching": "F-Coteaching", "coteaching": "Co-teaching",
+          "coteaching+": "Co-teaching+"}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -60,41 +49,34 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("method")
     g.add_argument("--method", type=str, default="fine", choices=METHODS, help="training method (see above)")
     g.add_argument("--loss", type=str, default="ce", choices=LOSSES, help="training loss")
-    g.add_argument("--optimizer", type=str, default=None, choices=("sgd", "adam"),
-                   help="optimiser (default per recipe)")
-    g.add_argument("--decay_start", type=int, default=None,
-                   help="linear-decay schedule: epoch from which the lr falls linearly to 0 (Adam's beta1 drops to "
-                        "0.1)")
-    s = parser.add_argument_group("selection (fine, f-coteaching)")
-    s.add_argument("--selector", type=str, default=None, choices=SELECTORS,
-                   help="detector run at each selection round of --method fine (f-coteaching always uses fine)")
+    add_selector_args(parser, choices=("fine", "small-loss", "loss-gmm"), default=None,
+                      title="selection rounds (fine, f-coteaching; f-coteaching always selects with fine)")
+    s = parser.add_argument_group("selection schedule")
     s.add_argument("--warmup", type=int, default=None, help="epochs on all data before the first selection round")
     s.add_argument("--every", type=int, default=None, help="epochs between selection rounds")
-    s.add_argument("--threshold", type=float, default=0.5,
-                   help="zeta: a sample is clean when the mixture posterior of the clean component exceeds it")
-    s.add_argument("--fit", type=str, default="gmm", choices=("gmm", "kmeans", "bmm"),
-                   help="per-class 2-component model fitted on the FINE scores")
-    s.add_argument("--score", type=str, default="abs", choices=("abs", "squared"),
-                   help="FINE score: |<u, z/|z|>| as the published code, or the paper's <u, z>^2")
-    s.add_argument("--vector", type=str, default="eigen", choices=("eigen", "mean"),
-                   help="class direction: top eigenvector of the gram matrix, or the class mean")
-    s.add_argument("--reference", type=str, default=None, choices=("previous", "class"),
-                   help="samples whose features define each class's eigenvector: the previous round's selection "
-                        "(whole class in round 1), or always the whole class (default per recipe: class on "
-                        "clothing1m)")
-    s.add_argument("--aug_features", action="store_true",
-                   help="extract selection features from augmented images (the published code's behaviour; "
-                        "off by default)")
+    s.add_argument("--bn_after_selection", type=str, default=None, choices=("train", "eval"),
+                   help="batch norm while training on a selection: train (batch statistics), or eval (running "
+                        "statistics, frozen), which FINE_official's F-Coteaching does by accident after its first "
+                        "round (selection/util.py:56 sets eval mode, which its trainer never undoes); default per "
+                        "recipe")
     c = parser.add_argument_group("co-teaching family and small-loss selection")
-    c.add_argument("--forget_rate", type=float, default=None,
-                   help="tau: fraction of samples dropped as large-loss (default: the realised noise rate)")
-    c.add_argument("--num_gradual", type=int, default=None, help="epochs over which the forget rate ramps up to tau")
-    c.add_argument("--init_steps", type=int, default=None,
-                   help="coteaching+: optimisation steps of plain co-teaching before disagreement is used")
+    c.add_argument("--forget_rate", type=forget_rate_value, default=None,
+                   help="tau, the fraction of large-loss samples dropped: a number, 'published' (0.9 x --noise_rate, "
+                        "FINE_official loss/coteach.py:64), 'realised' (the measured noise rate; needs clean labels) "
+                        "or 'auto' (FINE's estimate of the noise rate: Co-teaching after its first epoch, the "
+                        "small-loss selector at every round); default per recipe")
+    c.add_argument("--num_gradual", type=int, default=None,
+                   help="Co-teaching's forget rate ramps from 0 to tau over the first num_gradual - 1 epochs")
+    c.add_argument("--init_epochs", type=int, default=None,
+                   help="coteaching+: epochs of plain co-teaching before disagreement is used (the Co-teaching+ "
+                        "code: 20 on CIFAR-10, 5 on CIFAR-100; FINE_official: 0)")
     lg = parser.add_argument_group("robust-loss hyperparameters (default per dataset)")
     lg.add_argument("--gce_q", type=float, default=None, help="GCE exponent q")
     lg.add_argument("--sce_alpha", type=float, default=None, help="SCE weight of cross-entropy")
     lg.add_argument("--sce_beta", type=float, default=None, help="SCE weight of reverse cross-entropy")
+    lg.add_argument("--sce_a", type=float, default=None,
+                    help="SCE's A, the log of the clamped one-hot's zeros: -4 as the paper and FINE_official; "
+                         "-9.21 (log 1e-4) as the SCE authors' code")
     lg.add_argument("--elr_beta", type=float, default=None, help="ELR target momentum beta")
     lg.add_argument("--elr_lambda", type=float, default=None, help="ELR regularisation weight lambda")
     return parser
@@ -102,10 +84,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     """Check the flags against the method and fill unset ones from the paper's recipe."""
-    check_common_args(args)
     selecting = args.method in SELECTING
     if not selecting:
-        for flag in ("selector", "warmup", "every", "reference"):
+        for flag in ("selector", "warmup", "every", "reference", "p_threshold"):
             if getattr(args, flag) is not None:
                 raise UserError(f"--{flag} applies to --method fine or f-coteaching, not {args.method}")
     if args.method == "f-coteaching" and args.selector not in (None, "fine"):
@@ -115,19 +96,45 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     uses_forget_rate = args.method in ("coteaching", "coteaching+") or args.selector == "small-loss"
     if not uses_forget_rate and args.forget_rate is not None:
         raise UserError("--forget_rate applies to coteaching, coteaching+ or --selector small-loss")
-    if args.method != "coteaching+" and args.init_steps is not None:
-        raise UserError("--init_steps applies to --method coteaching+ only")
-    fill_defaults(args, recipe(args.dataset, args.method, args.loss))
-    fill_defaults(args, {f"{args.loss}_{k}": v for k, v in default_loss_hparams(args.loss, args.dataset).items()})
+    if args.method != "coteaching+" and args.init_epochs is not None:
+        raise UserError("--init_epochs applies to --method coteaching+ only")
+    fill_defaults(args, recipe(args.dataset, args.method, args.loss, input_kind(args), args.noise_kind))
+    unused = ({"selector", "warmup", "every", "p_threshold", "gmm_max_iter", "reference", "bn_after_selection"}
+              if not selecting else set())
+    if args.method not in ("coteaching", "coteaching+"):
+        unused |= {"num_gradual", "init_epochs"}
+    if args.method != "coteaching+":
+        unused.add("init_epochs")
+    if args.lr_schedule != "linear-decay":
+        unused.add("decay_start")
+    for flag in unused:  # what the recipe filled but this method does not use, so the resolved flags show it
+        setattr(args, flag, None)
+    if not uses_forget_rate:
+        args.forget_rate = None
+    elif args.forget_rate == "published":
+        if args.noise_rate is None:
+            raise UserError(f"--forget_rate published is 0.9 x --noise_rate, and --noise_kind {args.noise_kind} has "
+                            f"none; pass --forget_rate auto (FINE's estimate) or a number")
+        args.forget_rate = round(0.9 * args.noise_rate, 6)
     if selecting and (args.every < 1 or args.warmup < 0):
         raise UserError(f"--every must be at least 1 and --warmup at least 0 (got {args.every}, {args.warmup})")
     if selecting and args.warmup >= args.epochs:
         raise UserError(f"--warmup {args.warmup} leaves no epoch for selection within --epochs {args.epochs}")
-    if not 0.0 < args.threshold < 1.0:
-        raise UserError(f"--threshold {args.threshold} is outside (0, 1)")
-    if args.forget_rate is not None and not 0.0 <= args.forget_rate < 1.0:
+    if selecting:
+        check_selector_args(args)
+    if isinstance(args.forget_rate, float) and not 0.0 <= args.forget_rate < 1.0:
         raise UserError(f"--forget_rate {args.forget_rate} is outside [0, 1)")
     return args
+
+
+def forget_rate_value(text: str) -> float | str:
+    """``--forget_rate``: a number, or one of ``published``, ``realised``, ``auto``."""
+    if text in ("published", "realised", "auto"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor published, realised or auto") from None
 
 
 def loss_hparams(args: argparse.Namespace) -> dict:
@@ -136,21 +143,24 @@ def loss_hparams(args: argparse.Namespace) -> dict:
     return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
-def forget_rate_at(args: argparse.Namespace, epoch: int) -> float:
-    """Co-teaching's forget-rate schedule: linear from 0 to tau over ``num_gradual`` epochs, then tau."""
-    return args.forget_rate * min(epoch / max(args.num_gradual, 1), 1.0)
+def forget_rate_at(tau: float, epoch: int, num_gradual: int) -> float:
+    """Co-teaching's forget rate in 0-based ``epoch``: the published ramp ``linspace(0, tau, num_gradual - 1)``
+    indexed by epoch (Kthyeon/FINE_official: dynamic_selection/loss/coteach.py:65-66,39), then ``tau``."""
+    return tau * min(epoch / max(num_gradual - 2, 1), 1.0)
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
                     clean_labels: torch.Tensor | None, device: torch.device, desc: str, *, amp: str = "off",
-                    scaler: torch.amp.GradScaler | None = None, total: int | None = None) -> dict[str, float]:
+                    scaler: torch.amp.GradScaler | None = None, total: int | None = None,
+                    frozen_bn: bool = False) -> dict[str, float]:
     """One epoch of ``loss_fn`` on the batches ``(x, y, index)`` of ``loader`` (a DataLoader or a TensorLoader epoch).
 
     Returns the mean loss and the training accuracy (%) against the noisy and, when known, the clean labels.
     Sums stay on ``device`` until the end of the epoch, so there is no host synchronisation per step. ``amp`` and
-    ``scaler`` select mixed precision (:mod:`fine.amp`).
+    ``scaler`` select mixed precision (:mod:`fine.amp`). ``frozen_bn`` trains in eval mode (batch norm with its
+    running statistics, which stay as they are), as FINE_official's F-Coteaching does after its first round.
     """
-    model.train()
+    model.train(not frozen_bn)
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, hits vs noisy, hits vs clean, samples
     for x, y, index in tqdm(loader, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=None):
@@ -173,39 +183,45 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             "acc_clean": 100 * clean_hits / n if clean_labels is not None else None}
 
 
-def train_one_epoch_coteaching(models: list[nn.Module], loader: DataLoader, optimizers: list[torch.optim.Optimizer],
-                               loss_fns: list[nn.Module], forget_rate: float, *, disagree: bool, step: int,
-                               init_steps: int, is_clean: torch.Tensor | None, device: torch.device,
-                               desc: str, amp: str = "off",
-                               scalers: list[torch.amp.GradScaler] | None = None) -> tuple[dict[str, float], int]:
+def train_one_epoch_coteaching(models: list[nn.Module], loader: Iterable, optimizers: list[torch.optim.Optimizer],
+                               loss_fns: list[nn.Module], forget_rate: float, *, disagree: bool, epoch: int,
+                               is_clean: torch.Tensor | None, device: torch.device, desc: str, amp: str = "off",
+                               scalers: list[torch.amp.GradScaler] | None = None) -> dict[str, float]:
     """Co-teaching(+) epoch: each network updates on the small-loss samples picked by its peer.
 
-    With ``disagree`` (Co-teaching+), after ``init_steps`` optimisation steps only the samples on which the two
-    networks' predictions differ are candidates. Returns the epoch's metrics and the updated step count.
+    Each network keeps ``int((1 - forget_rate) * n)`` of the n candidates (all n when that is 0), as the published
+    code does (Kthyeon/FINE_official: dynamic_selection/loss/coteach.py:40-48). With ``disagree`` (Co-teaching+) the
+    candidates are the samples on which the two networks' predictions differ; a batch with no disagreement trains both
+    networks on all its samples while ``(epoch + 1) * batch_index < 5000`` and is skipped after that (the published
+    rule, loss/coteach.py:98,114-119, xingruiyu/coteaching_plus: loss.py:60,70-78, with the 1-based epoch).
     """
     for m in models:
         m.train()
     scalers = scalers or [torch.amp.GradScaler(device.type, enabled=False) for _ in models]
-    totals = torch.zeros(5, dtype=torch.float64)  # loss sum, correct (net 1), samples, kept, kept-and-clean
-    for x, y, index in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
+    totals = torch.zeros(5, dtype=torch.float64, device=device)  # loss sum, hits (net 1), samples, kept, clean kept
+    for batch_index, (x, y, index) in enumerate(tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
+                                                     disable=None)):
         x, y, index = x.to(device, non_blocking=True), y.to(device, non_blocking=True), index.to(device)
         with autocast(device, amp):
             logits = [m(x).float() for m in models]
-        candidates = torch.arange(len(y), device=device)
-        if disagree and step >= init_steps:
+        everything = torch.arange(len(y), device=device)
+        keep = [everything, everything]
+        if disagree:
             candidates = (logits[0].argmax(1) != logits[1].argmax(1)).nonzero().squeeze(1)
-        step += 1
-        if len(candidates) == 0:
-            continue
-        num_keep = max(1, round((1.0 - forget_rate) * len(candidates)))
-        keep = []
-        for net_logits in logits:  # each network ranks the candidates by its own cross-entropy
-            ce = F.cross_entropy(net_logits[candidates].detach(), y[candidates], reduction="none")
-            keep.append(candidates[ce.argsort()[:num_keep]])
-        losses = []
-        for net, peer in ((0, 1), (1, 0)):
-            chosen = keep[peer]
-            losses.append(loss_fns[net](logits[net][chosen], y[chosen], index[chosen]))
+            if len(candidates) == 0 and (epoch + 1) * batch_index >= 5000:  # no update: the samples count, none kept
+                totals += torch.tensor([0.0, float((logits[0].argmax(1) == y).sum()), len(y), 0.0, 0.0],
+                                       dtype=torch.float64, device=device)
+                continue
+        else:
+            candidates = everything
+        if len(candidates):
+            num_keep = int((1.0 - forget_rate) * len(candidates)) or len(candidates)
+            keep = []
+            for net_logits in logits:  # each network ranks the candidates by its own cross-entropy
+                ce = F.cross_entropy(net_logits[candidates].detach(), y[candidates], reduction="none")
+                keep.append(candidates[ce.argsort()[:num_keep]])
+        losses = [loss_fns[net](logits[net][keep[peer]], y[keep[peer]], index[keep[peer]])
+                  for net, peer in ((0, 1), (1, 0))]
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         sum(sc.scale(loss) for sc, loss in zip(scalers, losses)).backward()
@@ -214,13 +230,12 @@ def train_one_epoch_coteaching(models: list[nn.Module], loader: DataLoader, opti
             sc.update()
         clean_kept = is_clean[index[keep[1]]].sum() if is_clean is not None else 0
         totals += torch.cat([(losses[0].detach() * len(y)).reshape(1), (logits[0].argmax(1) == y).sum().reshape(1),
-                             torch.tensor([len(y), num_keep], device=device),
+                             torch.tensor([len(y), len(keep[1])], device=device),
                              torch.as_tensor(clean_kept, device=device).reshape(1)]).double()
     loss_sum, hits, n, kept, clean_kept = all_reduce_sum(totals).tolist()
     n = max(n, 1.0)
-    metrics = {"loss": loss_sum / n, "acc_noisy": 100 * hits / n, "kept_fraction": kept / n,
-               "kept_precision": clean_kept / max(kept, 1.0) if is_clean is not None else None}
-    return metrics, step
+    return {"loss": loss_sum / n, "acc_noisy": 100 * hits / n, "kept_fraction": kept / n,
+            "kept_precision": clean_kept / max(kept, 1.0) if is_clean is not None else None}
 
 
 def epoch_samples(args: argparse.Namespace, labels: torch.Tensor, candidates: torch.Tensor | None, num_classes: int,
@@ -249,208 +264,135 @@ def selection_pool(args: argparse.Namespace, labels: torch.Tensor, num_classes: 
     return balanced_subset(labels, args.num_batches * args.batch_size, num_classes, generator)
 
 
-def select(args: argparse.Namespace, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
-           num_classes: int, ref_mask: torch.Tensor | None) -> Selection:
-    """One selection round with the configured detector on eval-mode outputs (n, ...) of the round's samples."""
-    if args.selector == "fine":
-        return fine_select(features, labels, num_classes, ref_mask=ref_mask, fit=args.fit, threshold=args.threshold,
-                           score=args.score, vector=args.vector)
-    losses = F.cross_entropy(logits, labels, reduction="none")
-    if args.selector == "small-loss":
-        return small_loss_select(losses, labels, 1.0 - args.forget_rate, per_class=True, num_classes=num_classes)
-    return loss_gmm_select(losses, threshold=args.threshold)
+class DynamicSelection(Trainer):
+    """Standard training, FINE / F-Coteaching selection rounds, Co-teaching(+) on the shared run skeleton."""
+
+    name = "dynamic_selection"
+    later_epoch_wins_ties = True  # FINE_official picks its best checkpoint with >= (base/base_trainer.py:115)
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run)
+        args, count = run.args, len(run.nets.models)
+        self.losses = [build_loss(args.loss, num_classes=run.num_classes, num_samples=run.num_train,
+                                  **loss_hparams(args)).to(run.device) for _ in range(count)]
+        # train_masks[i]: samples network i trains on (None: all), which are also the reference set of the class
+        # directions in network i's features at the next round; tau: --forget_rate auto's estimate, once made.
+        self.train_masks: list[torch.Tensor | None] = [None] * count
+        self.tau: float | None = None
+
+    resolve_args = staticmethod(resolve_args)
+
+    @staticmethod
+    def num_networks(args: argparse.Namespace) -> int:
+        return 2 if args.method in TWO_NETS else 1
+
+    @staticmethod
+    def describe(args: argparse.Namespace) -> dict:
+        if args.method == "standard":
+            label = f"Standard ({args.loss.upper()})"
+        else:
+            label = LABELS[args.method] + ("" if args.loss == "ce" else f" + {args.loss.upper()}")
+            label += f" ({args.selector} selector)" if args.method == "fine" and args.selector != "fine" else ""
+        return {"method": args.method, "loss": args.loss, "selector": args.selector, "label": label}
+
+    @staticmethod
+    def run_name_parts(args: argparse.Namespace) -> list[str]:
+        return [p for p in (args.method, args.loss, args.selector) if p is not None]
+
+    @staticmethod
+    def resolve_with_data(args: argparse.Namespace, data: TrainData) -> None:
+        """``--forget_rate realised``: the measured noise rate of the training labels."""
+        if args.forget_rate == "realised":
+            if data.is_clean is None:
+                raise UserError("--forget_rate realised needs clean labels, which this dataset has not; pass "
+                                "--forget_rate auto (FINE's estimate) or a number")
+            args.forget_rate = round(1.0 - data.is_clean.float().mean().item(), 4)
+
+    def state_dict(self) -> dict:
+        return {"train_masks": self.train_masks, "tau": self.tau}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.train_masks, self.tau = state["train_masks"], state["tau"]
+
+    def train_epoch(self, epoch: int, row: dict, order: torch.Generator, augment: torch.Generator) -> None:
+        args, run = self.args, self.run
+        if args.method in SELECTING and epoch >= args.warmup and (epoch - args.warmup) % args.every == 0:
+            self.selection_round(epoch, row, order, augment)
+        nets, noisy = run.nets, run.data.noisy
+        if args.method in ("coteaching", "coteaching+"):
+            if args.forget_rate == "auto" and self.tau is None and epoch > 0:  # after one epoch on all samples
+                self.tau = 1.0 - self.fine_keep_ratio(selection_pool(args, noisy, run.num_classes, order), augment)
+            tau = args.forget_rate if isinstance(args.forget_rate, float) else (self.tau or 0.0)
+            row["train/forget_rate"] = forget_rate_at(tau, epoch, args.num_gradual)
+            indices = epoch_samples(args, noisy, None, run.num_classes, order)
+            metrics = train_one_epoch_coteaching(
+                nets.train_models, run.batches(torch.tensor(indices), batch_size=args.batch_size, augment=augment),
+                nets.optimizers, self.losses, row["train/forget_rate"],
+                disagree=args.method == "coteaching+" and epoch >= args.init_epochs, epoch=epoch,
+                is_clean=_on(run.data.is_clean, run.device), device=run.device, desc=f"epoch {epoch}", amp=args.amp,
+                scalers=nets.scalers)
+            row.update({f"train/{k}": v for k, v in metrics.items()})
+            return
+        for i, mask in enumerate(self.train_masks):
+            indices = epoch_samples(args, noisy, None if mask is None else mask.nonzero().squeeze(1),
+                                    run.num_classes, order)
+            batches = run.batches(torch.tensor(indices), batch_size=args.batch_size, augment=augment)
+            metrics = train_one_epoch(nets.train_models[i], batches, nets.optimizers[i], self.losses[i],
+                                      _on(run.data.clean, run.device), run.device,
+                                      desc=f"epoch {epoch}" + (f" net {i + 1}" if len(self.train_masks) > 1 else ""),
+                                      amp=args.amp, scaler=nets.scalers[i], total=len(batches),
+                                      frozen_bn=args.bn_after_selection == "eval" and mask is not None)
+            tag = f"train/net{i + 1}" if i else "train"
+            row.update({f"{tag}/{k}": v for k, v in metrics.items()})
+            row[f"{tag}/samples"] = len(indices)
+
+    def selection_round(self, epoch: int, row: dict, order: torch.Generator, augment: torch.Generator) -> None:
+        """Select from each network's features; network i (F-Coteaching: its peer) trains on the selection until the
+        next round. With ``--reference previous`` the class directions in network i's features come from the
+        samples network i trained on since the last round (F-Coteaching: its peer's selection, as FINE_official's
+        trainer/dynamic_coteach_trainer.py:114-126); the whole class in the first round."""
+        args, run = self.args, self.run
+        pool = selection_pool(args, run.data.noisy, run.num_classes, order)  # the samples this round scores
+        references = list(self.train_masks) if args.reference == "previous" else [None] * len(self.train_masks)
+        for i, reference in enumerate(references):
+            t0 = time.time()
+            features, logits, positions = run.extract(run.nets.models[i], pool, augment)
+            labels = run.data.noisy[pool][positions]
+            keep_ratio = None
+            if args.selector == "small-loss":
+                keep_ratio = (self.fine_keep_ratio(pool, augment, features=(features, logits, positions))
+                              if args.forget_rate == "auto" else 1.0 - args.forget_rate)
+            sel = select_samples(selector_config(args, keep_ratio=keep_ratio), features, logits, labels,
+                                 run.num_classes, positions=positions, num_samples=len(pool),
+                                 ref_mask=None if reference is None else reference[pool][positions])
+            if not sel.clean_mask.any():
+                print0(f"epoch {epoch}: selection from network {i + 1} is empty; keeping the previous one")
+                continue
+            selected = torch.zeros(run.num_train, dtype=torch.bool)  # by dataset index
+            selected[pool] = sel.clean_mask.cpu()
+            self.train_masks[(i + 1) % len(references)] = selected  # F-Coteaching: the peer trains on it
+            count = len(references)
+            run.record_round(f"select/net{i + 1}" if count > 1 else "select", sel, pool, epoch, row,
+                             seconds=time.time() - t0, file_suffix=f"_net{i + 1}" if count > 1 else "",
+                             summary=i == 0)
+
+    def fine_keep_ratio(self, pool: torch.Tensor, augment: torch.Generator,
+                        features: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> float:
+        """FINE's estimate of the clean fraction of the samples ``pool``, from network 1's features (whole classes
+        as the reference set): what ``--forget_rate auto`` keeps."""
+        run = self.run
+        features, logits, positions = features or run.extract(run.nets.models[0], pool, augment)
+        sel = select_samples(SelectorConfig(), features, logits, run.data.noisy[pool][positions], run.num_classes,
+                             positions=positions, num_samples=len(pool))
+        return float(sel.clean_mask.float().mean())
 
 
-def select_sharded(args: argparse.Namespace, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
-                   num_classes: int, ref_mask: torch.Tensor | None, shard: torch.Tensor) -> Selection:
-    """:func:`select` under torchrun: this process holds the rows ``shard`` of ``features``/``logits`` (n, ...).
-
-    FINE all-reduces the per-class grams and fits the mixtures on the gathered scores; the loss-based selectors
-    gather the logits by row. Every process gets the same selection of all n rows.
-    """
-    if args.selector == "fine":
-        return fine_select_distributed(features[shard], labels[shard], shard, len(labels), num_classes,
-                                       ref_mask_local=None if ref_mask is None else ref_mask[shard], fit=args.fit,
-                                       threshold=args.threshold, score=args.score, vector=args.vector)
-    return select(args, features, gather_by_index(logits[shard], shard, len(labels)), labels, num_classes, ref_mask)
+def _on(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(device)
 
 
 def main(args: argparse.Namespace) -> dict:
-    args = resolve_args(args)
-    world = init_distributed(args.device)
-    device = world.device
-    if args.workers is None:
-        args.workers = 4 if device.type == "cuda" else 0
-    if args.data_on_gpu == "auto":
-        args.data_on_gpu = "on" if device.type == "cuda" and args.dataset in AUGMENTATION else "off"
-    data = load_data(args)
-    bundle, noisy, clean, is_clean = data.bundle, data.noisy, data.clean, data.is_clean
-    train_set, num_classes = bundle.train, bundle.num_classes
-    num_train = len(train_set)
-    clean_dev = clean.to(device) if clean is not None else None
-    is_clean_dev = is_clean.to(device) if is_clean is not None else None
-    if args.forget_rate is None and (args.method in ("coteaching", "coteaching+") or args.selector == "small-loss"):
-        if is_clean is None:
-            raise UserError("this dataset has no clean labels to estimate the noise rate; pass --forget_rate")
-        args.forget_rate = round(1.0 - is_clean.float().mean().item(), 4)
-
-    run_dir, resuming = on_main(lambda: prepare_run_dir(args, "dynamic_selection", ["method", "loss", "selector"]))
-    if (run_dir / "summary.json").exists():
-        print0(f"{run_dir} already finished; nothing to do")
-        return {}
-    if world.is_main:
-        print_args(args)
-    print0(f"run directory: {run_dir}\ntrain {num_train}, validation {len(bundle.val) if bundle.val else 0}, "
-           f"test {len(bundle.test)}; {bundle.noise_info}; {world.world_size} process(es)")
-
-    seed_everything(args.seed)
-    num_nets = 2 if args.method in TWO_NETS else 1
-    configure_backends(device)
-    in_channels = bundle.test[0][0].shape[0]
-    models = [prepare_model(create_model(args.arch, num_classes, pretrained=args.pretrained,
-                                         in_channels=in_channels).to(device),
-                            channels_last=args.channels_last, compile=args.compile) for _ in range(num_nets)]
-    train_models = [wrap_ddp(m, world, sync_bn=args.sync_bn) for m in models]  # what the optimisers step through
-    scalers = [grad_scaler(device, args.amp) for _ in range(num_nets)]
-    optimizers = [build_optimizer(m, args) for m in models]
-    schedulers = [build_scheduler(opt, args) for opt in optimizers]
-    loss_fns = [build_loss(args.loss, num_classes=num_classes, num_samples=num_train, **loss_hparams(args)).to(device)
-                for _ in range(num_nets)]
-    loader_kw = dict(batch_size=args.batch_size, num_workers=args.workers, pin_memory=device.type == "cuda")
-    if args.data_on_gpu == "on" and not (isinstance(train_set, NoisyDataset) and args.dataset in AUGMENTATION):
-        raise UserError(f"--data_on_gpu on needs an in-memory dataset ({', '.join(AUGMENTATION)}); "
-                        f"{args.dataset} is read from files: use --data_on_gpu off")
-    fast = TensorLoader(train_set, args.dataset, batch_size=args.batch_size, device=device,
-                        channels_last=args.channels_last) if args.data_on_gpu == "on" else None
-    # Selection features and evaluation: each process takes its share of the samples (each sample exactly once) and
-    # the outputs are combined.
-    eval_kw = dict(batch_size=4 * args.batch_size, num_workers=args.workers, pin_memory=device.type == "cuda")
-    eval_set = train_set if args.aug_features else train_set.view(bundle.test_transform)
-    val_loader = evaluation_loader(bundle.val, **eval_kw) if bundle.val is not None else None
-    test_loader = evaluation_loader(bundle.test, **eval_kw)
-    extra_loaders = {name: evaluation_loader(ds, **eval_kw) for name, ds in bundle.extra_tests.items()}
-
-    # train_masks[i]: samples network i trains on; ref_masks[i]: last selection made from network i's features.
-    state = {"epoch": -1, "train_masks": [None] * num_nets, "ref_masks": [None] * num_nets, "step": 0,
-             "best_val": -math.inf, "best_test": None, "best_epoch": -1, "last_test": None, "selection": None,
-             "elapsed": 0.0}
-    if resuming:
-        state = restore(run_dir / "last.pt", models, optimizers, schedulers, loss_fns, scalers)
-    logger = RunLogger(run_dir, resume_epoch=state["epoch"] + 1) if world.is_main else None
-    start = time.time() - state["elapsed"]
-
-    def batches_of(indices: list[int], augment: torch.Generator) -> Iterable:
-        """This process's training batches of these samples in this order (its shard under torchrun), on the device
-        (fast path, augmented from ``augment``) or from a DataLoader."""
-        local = shard_indices(torch.tensor(indices), world_size=world.world_size, rank=world.rank, shuffle=False,
-                              pad=True)
-        if fast is not None:
-            return fast.epoch(local, shuffle=False, augment=True, generator=augment)
-        return DataLoader(train_set, sampler=local.tolist(), **loader_kw)
-
-    for epoch in range(state["epoch"] + 1, args.epochs):
-        row: dict = {"epoch": epoch, "lr": optimizers[0].param_groups[0]["lr"]}
-        generator = epoch_generator(args.seed, epoch, world.rank)  # sample order, shared by the processes
-        augment = augment_generator(args.seed, epoch, world.rank)  # this process's augmentations (fast path)
-        if args.method in SELECTING and epoch >= args.warmup and (epoch - args.warmup) % args.every == 0:
-            pool = selection_pool(args, noisy, num_classes, generator)  # the samples this round scores
-            # each process extracts the outputs of its share of the pool (each sample exactly once)
-            local = shard_indices(torch.arange(len(pool)), world_size=world.world_size, rank=world.rank,
-                                  shuffle=False, pad=False)
-            pool_labels = noisy[pool]
-            pool_is_clean = is_clean[pool] if is_clean is not None else None
-            for i in range(num_nets):
-                t0 = time.time()
-                if fast is not None:
-                    batches = fast.epoch(pool[local], shuffle=False, augment=args.aug_features, generator=augment)
-                else:
-                    batches = DataLoader(eval_set, sampler=pool[local].tolist(), **eval_kw)
-                features, logits = extract_features(unwrap_model(models[i]), batches, num_train, device, amp=args.amp,
-                                                    subset=pool)
-                previous = state["ref_masks"][i] if args.reference == "previous" else None
-                ref_mask = previous[pool] if previous is not None else None  # the pool's previously selected
-                if world.world_size == 1:
-                    sel = select(args, features, logits, pool_labels, num_classes, ref_mask)
-                else:
-                    sel = select_sharded(args, features, logits, pool_labels, num_classes, ref_mask, local)
-                if not sel.clean_mask.any():
-                    print0(f"epoch {epoch}: selection from network {i + 1} is empty; keeping the previous one")
-                    continue
-                selected = torch.zeros(num_train, dtype=torch.bool)  # by dataset index
-                selected[pool] = sel.clean_mask.cpu()
-                state["ref_masks"][i] = selected
-                state["train_masks"][(i + 1) % num_nets] = selected  # f-coteaching: the peer trains on it
-                tag = f"select/net{i + 1}" if num_nets > 1 else "select"
-                row[f"{tag}/seconds"] = time.time() - t0
-                row[f"{tag}/selected"] = int(sel.clean_mask.sum())
-                if pool_is_clean is not None:
-                    metrics = selection_metrics(sel.clean_mask, pool_is_clean)
-                    row.update({f"{tag}/{k}": metrics[k] for k in ("precision", "recall", "f1", "specificity")})
-                    if i == 0:  # summary: quality of the selection made from network 1's features
-                        state["selection"] = {k: metrics[k] for k in
-                                              ("precision", "recall", "f1", "specificity", "accuracy", "selected")}
-                    if logger is not None:
-                        logger.histogram(f"{tag}/score_clean", sel.scores[pool_is_clean], epoch)
-                        logger.histogram(f"{tag}/score_noisy", sel.scores[~pool_is_clean], epoch)
-                if world.is_main:
-                    suffix = f"_net{i + 1}" if num_nets > 1 else ""
-                    clean_labels = train_set.clean_labels
-                    save_selection_round(run_dir / "selection" / f"round_{epoch:03d}{suffix}.npz", sel,
-                                         np.asarray(train_set.noisy_labels)[pool.numpy()],
-                                         None if clean_labels is None else np.asarray(clean_labels)[pool.numpy()],
-                                         samples=None if args.num_batches is None else pool)
-
-        if args.method in ("coteaching", "coteaching+"):
-            indices = epoch_samples(args, noisy, None, num_classes, generator)
-            metrics, state["step"] = train_one_epoch_coteaching(
-                train_models, batches_of(indices, augment), optimizers, loss_fns, forget_rate_at(args, epoch),
-                disagree=args.method == "coteaching+", step=state["step"], init_steps=args.init_steps,
-                is_clean=is_clean_dev, device=device, desc=f"epoch {epoch}", amp=args.amp, scalers=scalers)
-            row.update({f"train/{k}": v for k, v in metrics.items()})
-        else:
-            for i in range(num_nets):
-                mask = state["train_masks"][i]
-                indices = epoch_samples(args, noisy, None if mask is None else mask.nonzero().squeeze(1),
-                                        num_classes, generator)
-                metrics = train_one_epoch(train_models[i], batches_of(indices, augment), optimizers[i], loss_fns[i],
-                                          clean_dev, device,
-                                          desc=f"epoch {epoch}" + (f" net {i + 1}" if num_nets > 1 else ""),
-                                          amp=args.amp, scaler=scalers[i],
-                                          total=-(-len(indices) // (args.batch_size * world.world_size)))
-                tag = f"train/net{i + 1}" if i else "train"
-                row.update({f"{tag}/{k}": v for k, v in metrics.items()})
-                row[f"{tag}/samples"] = len(indices)
-        for loss_fn in loss_fns:  # each process updated its shard's ELR memory rows; rank 0 checkpoints all of them
-            loss_fn.synchronize()
-        if not math.isfinite(row["train/loss"]):
-            raise UserError(f"training diverged at epoch {epoch} (loss {row['train/loss']}); the last good "
-                            f"checkpoint is {run_dir / 'last.pt'}; lower --lr and start again")
-        for sched in schedulers:
-            sched.step()
-
-        row["test/acc"], row["test/acc_top5"] = evaluate(models[0], test_loader, device, topk=(1, 5), amp=args.amp)
-        row.update(evaluate_extra_tests(models[0], extra_loaders, device, amp=args.amp))
-        if num_nets > 1:
-            row["test/acc_net2"] = evaluate(models[1], test_loader, device, amp=args.amp)
-        row["val/acc"] = evaluate(models[0], val_loader, device, amp=args.amp) if val_loader is not None else None
-        # The best epoch is chosen on the (noisy) validation split when there is one, else on test accuracy.
-        criterion = row["val/acc"] if row["val/acc"] is not None else row["test/acc"]
-        improved = criterion > state["best_val"]
-        if improved:
-            state.update(best_val=criterion, best_test=row["test/acc"], best_epoch=epoch)
-        state.update(epoch=epoch, last_test=row["test/acc"], elapsed=time.time() - start)
-        if world.is_main:
-            logger.epoch_row(row)
-            save_epoch(run_dir, checkpoint(args, state, models, optimizers, schedulers, loss_fns, scalers), improved)
-        val_text = f" val {row['val/acc']:.2f}" if row["val/acc"] is not None else ""
-        print0(f"epoch {epoch:3d} loss {row['train/loss']:.4f}{val_text} test {row['test/acc']:.2f} "
-              f"(best {state['best_test']:.2f} @ {state['best_epoch']})")
-
-    best_val = state["best_val"] if val_loader is not None else None
-    summary = on_main(lambda: summarize(logger, "dynamic_selection", args, state, run_dir, time.time() - start,
-                                        best_val))
-    cleanup()
-    return summary
+    return fit(DynamicSelection, args)
 
 
 if __name__ == "__main__":

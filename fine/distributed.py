@@ -1,14 +1,14 @@
 """One code path for single-process and ``torchrun`` runs: a plain run is a world of size 1.
 
 :func:`init_distributed` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and starts a process
-group only when the world has more than one process (NCCL on CUDA, gloo on the CPU). Every other helper is a no-op
-in a world of size 1, so a trainer calls them unconditionally. Tensors may live on the CPU or a GPU: collectives move
+group under torchrun, whatever its size (NCCL on CUDA, gloo on the CPU). Every other helper is a no-op in a plain run
+(no process group), so a trainer calls them unconditionally. Tensors may live on the CPU or a GPU: collectives move
 them to the backend's device (the rank's GPU for NCCL, the CPU for gloo) and back.
 
 Per-sample results are exchanged by dataset index (:func:`gather_by_index`), so they are right whatever the shuffle
 order or number of processes. :func:`shard_indices` splits an arbitrary index subset (the samples a trainer
 selected) between the processes, like ``DistributedSampler`` does for a whole dataset, and
-:class:`ShardedRandomSampler` reshuffles and splits it on every pass.
+:class:`ShardedSampler` splits it on every pass, reshuffled when given a generator.
 """
 from __future__ import annotations
 
@@ -24,13 +24,24 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from fine.errors import UserError
-from fine.run import resolve_device
 
 T = TypeVar("T")
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; asking for CUDA without a GPU is a :class:`UserError`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was requested but no CUDA GPU is visible; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
 @dataclass
-class Dist:
+class World:
     """This process's place in the run.
 
     Attributes
@@ -47,9 +58,9 @@ class Dist:
     is_main: bool
 
 
-def _active() -> bool:
-    """Whether a process group of more than one process is running."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+def is_distributed() -> bool:
+    """Whether this process is in a process group (started by :func:`init_distributed` under torchrun)."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def _comm_device() -> torch.device:
@@ -59,25 +70,33 @@ def _comm_device() -> torch.device:
     return torch.device("cpu")
 
 
-def init_distributed(device: str) -> Dist:
-    """Join the ``torchrun`` process group if there is one, else describe a world of size 1.
+def under_torchrun() -> bool:
+    """Whether this process was started by ``torchrun`` (which sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``)."""
+    return all(key in os.environ for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+
+
+def init_distributed(device: str) -> World:
+    """Join the ``torchrun`` process group, or describe a plain run as a world of size 1.
+
+    Under torchrun a process group is started whatever the number of processes (NCCL for CUDA, gloo for the CPU),
+    so ``torchrun --nproc_per_node 1`` runs the collectives, DDP and SyncBatchNorm for real; a plain ``python -m``
+    run starts none and every helper here is a no-op.
 
     Parameters
     ----------
-    device : the trainer's ``--device`` value (``auto``, ``cpu``, ``cuda``). Under torchrun with more than one
-        process, its type picks the backend (NCCL for CUDA, gloo for the CPU) and a CUDA process uses
-        ``cuda:LOCAL_RANK``; in a plain run it is resolved by :func:`fine.run.resolve_device`.
+    device : the trainer's ``--device`` value (``auto``, ``cpu``, ``cuda``), resolved by :func:`resolve_device`;
+        under torchrun a CUDA process uses ``cuda:LOCAL_RANK``.
 
     Returns
     -------
-    Dist for this process. With more than one process the default process group is initialised (from torchrun's
-    ``MASTER_ADDR``/``MASTER_PORT``) and, on CUDA, the current device is set to the local GPU.
+    World for this process. Under torchrun the default process group is initialised (from ``MASTER_ADDR`` and
+    ``MASTER_PORT``) and, on CUDA, the current device is set to the local GPU.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     resolved = resolve_device(device)
-    if world_size <= 1:
-        return Dist(rank=0, world_size=1, local_rank=0, device=resolved, is_main=True)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not under_torchrun():
+        return World(rank=0, world_size=1, local_rank=0, device=resolved, is_main=True)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    world_size = int(os.environ["WORLD_SIZE"])
     if resolved.type == "cuda":
         resolved = torch.device("cuda", local_rank)
         torch.cuda.set_device(resolved)
@@ -86,17 +105,17 @@ def init_distributed(device: str) -> Dist:
             dist.init_process_group("nccl", rank=rank, world_size=world_size, device_id=resolved)
         else:
             dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    return Dist(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved, is_main=rank == 0)
+    return World(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved, is_main=rank == 0)
 
 
 def get_rank() -> int:
     """This process's global rank (0 in a plain run)."""
-    return dist.get_rank() if _active() else 0
+    return dist.get_rank() if is_distributed() else 0
 
 
 def get_world_size() -> int:
     """Number of processes (1 in a plain run)."""
-    return dist.get_world_size() if _active() else 1
+    return dist.get_world_size() if is_distributed() else 1
 
 
 def is_main_process() -> bool:
@@ -115,7 +134,7 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
     A tensor not on the backend's device is copied there and the sum copied back. No-op in a plain run.
     """
-    if not _active():
+    if not is_distributed():
         return tensor
     buffer = tensor.to(_comm_device()).contiguous()
     dist.all_reduce(buffer)
@@ -126,7 +145,7 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 def broadcast_object(obj, src: int = 0):
     """Rank ``src``'s ``obj`` (any picklable object) on every process; ``obj`` itself in a plain run."""
-    if not _active():
+    if not is_distributed():
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src=src, device=_comm_device())
@@ -159,7 +178,7 @@ def gather_by_index(values: torch.Tensor, index: torch.Tensor, num_samples: int)
     if index.dim() != 1 or index.shape[0] != values.shape[0]:
         raise ValueError(f"index must be (n_local,) with n_local = {values.shape[0]}, got {tuple(index.shape)}")
     out = values.new_zeros((num_samples, *values.shape[1:]))
-    if not _active():
+    if not is_distributed():
         out[index.to(device=values.device, dtype=torch.int64)] = values
         return out
     comm = _comm_device()
@@ -221,16 +240,18 @@ def shard_indices(indices: torch.Tensor, *, world_size: int, rank: int, shuffle:
     return indices[rank::world_size]
 
 
-class ShardedRandomSampler(Sampler[int]):
-    """A fresh shuffle of ``indices`` on every pass, dealt out between the processes (this rank's part).
+class ShardedSampler(Sampler[int]):
+    """This rank's part of ``indices``, dealt out between the processes; with a ``generator``, a fresh shuffle on
+    every pass.
 
-    Each ``iter`` draws one permutation from ``generator`` (in the same state on every rank, so the ranks agree on
-    it) and yields this rank's padded shard of it (:func:`shard_indices` with ``pad=True``): every rank yields
-    ``ceil(n / world_size)`` indices, as DDP's equal batch counts need. In a world of size 1 it yields exactly what
+    Each ``iter`` (and :meth:`draw`) takes the list in the order given, or with ``generator`` one permutation drawn
+    from it (in the same state on every rank, so the ranks agree on it), and yields this rank's padded shard
+    (:func:`shard_indices` with ``pad=True``): every rank yields ``ceil(n / world_size)`` indices, as DDP's equal
+    batch counts need. In a plain run with a generator it yields exactly what
     ``SubsetRandomSampler(indices, generator)`` yields.
     """
 
-    def __init__(self, indices: torch.Tensor, generator: torch.Generator, *, world_size: int = 1,
+    def __init__(self, indices: torch.Tensor, generator: torch.Generator | None = None, *, world_size: int = 1,
                  rank: int = 0) -> None:
         self.indices, self.generator = torch.as_tensor(indices, dtype=torch.int64).cpu(), generator
         self.world_size, self.rank = world_size, rank
@@ -243,8 +264,8 @@ class ShardedRandomSampler(Sampler[int]):
 
     def draw(self) -> torch.Tensor:
         """(ceil(n / world_size),) int64: this rank's indices for one pass, in order."""
-        return shard_indices(self.indices, world_size=self.world_size, rank=self.rank, shuffle=True, pad=True,
-                             generator=self.generator)
+        return shard_indices(self.indices, world_size=self.world_size, rank=self.rank,
+                             shuffle=self.generator is not None, pad=True, generator=self.generator)
 
 
 def local_module(model: nn.Module) -> nn.Module:
@@ -268,14 +289,17 @@ def on_main(fn: Callable[[], T]) -> T:
     return outcome
 
 
-def wrap_ddp(model: nn.Module, dist_info: Dist, *, sync_bn: bool) -> nn.Module:
-    """The module to train: ``model`` itself in a world of size 1, else DistributedDataParallel around it (after
+def wrap_ddp(model: nn.Module, world: World, *, sync_bn: bool) -> nn.Module:
+    """The module to train: ``model`` itself in a plain run, under torchrun DistributedDataParallel around it (after
     converting its batch norms to SyncBatchNorm with ``sync_bn``, which needs CUDA)."""
-    if dist_info.world_size == 1:
+    if not is_distributed():
+        if sync_bn:
+            raise UserError("--sync_bn synchronises batch norms across torchrun processes; launch with torchrun "
+                            "(--nproc_per_node 1 or more) or drop it")
         return model
     if sync_bn:
-        if dist_info.device.type != "cuda":
+        if world.device.type != "cuda":
             raise UserError("--sync_bn needs CUDA devices (SyncBatchNorm does not run on the CPU); drop it")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    device_ids = [dist_info.local_rank] if dist_info.device.type == "cuda" else None
+    device_ids = [world.local_rank] if world.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)

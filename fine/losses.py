@@ -7,7 +7,6 @@ under ``torchrun`` shares the per-sample state of the losses that keep one (ELR)
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -18,12 +17,10 @@ from fine.errors import UserError
 
 LOSSES = ("ce", "gce", "sce", "elr")
 
-# Hyperparameters (protocol.md): keys are the keyword arguments of build_loss and the suffixes of the --<loss>_<key>
-# flags. Datasets other than CIFAR-100 use the CIFAR-10 values.
-_DEFAULTS = {
-    "cifar10": {"ce": {}, "gce": {"q": 0.7}, "sce": {"alpha": 0.1, "beta": 1.0}, "elr": {"beta": 0.7, "lambda": 3.0}},
-    "cifar100": {"ce": {}, "gce": {"q": 0.7}, "sce": {"alpha": 1.0, "beta": 0.4}, "elr": {"beta": 0.9, "lambda": 7.0}},
-}
+# Each loss's hyperparameters with their default values: the keyword arguments of build_loss and the suffixes of the
+# trainers' --<loss>_<key> flags (whose per-dataset values live in the trainers' recipe tables).
+HYPERPARAMETERS = {"ce": {}, "gce": {"q": 0.7}, "sce": {"alpha": 0.1, "beta": 1.0, "a": -4.0},
+                   "elr": {"beta": 0.7, "lambda": 3.0}}
 
 
 class Loss(nn.Module):
@@ -73,15 +70,18 @@ class GeneralizedCrossEntropy(_MeanOfPerSample):
 class SymmetricCrossEntropy(_MeanOfPerSample):
     """Symmetric cross-entropy (Wang et al. 2019): alpha * CE + beta * RCE.
 
-    RCE = -sum_k p_k log(clamp(onehot_k, 1e-4, 1)) with p clamped to [1e-7, 1] as in the published code, i.e.
-    -log(1e-4) times the probability mass off the label.
+    RCE = -sum_k p_k log(clamp(onehot_k, e^a, 1)) with p clamped to [1e-7, 1], i.e. -a times the probability mass
+    off the label. ``a`` = -4 is the paper's A and FINE's published code (Kthyeon/FINE_official:
+    dynamic_selection/loss/sce.py:17, clamp at exp(-4)); SCE's own code clamps at 1e-4 (a = log 1e-4 = -9.21).
     """
 
-    def __init__(self, alpha: float = 0.1, beta: float = 1.0) -> None:
+    def __init__(self, alpha: float = 0.1, beta: float = 1.0, a: float = -4.0) -> None:
         super().__init__()
         if alpha < 0 or beta < 0 or alpha + beta == 0:
             raise UserError(f"SCE alpha and beta must be non-negative and not both zero, got {alpha}, {beta}")
-        self.alpha, self.beta = alpha, beta
+        if a >= 0:
+            raise UserError(f"SCE's A is the log of the clamped one-hot's zeros and must be negative, got {a}")
+        self.alpha, self.beta, self.a = alpha, beta, a
 
     def per_sample(self, logits: torch.Tensor, targets: torch.Tensor,
                    index: torch.Tensor | None = None) -> torch.Tensor:
@@ -89,12 +89,12 @@ class SymmetricCrossEntropy(_MeanOfPerSample):
         logits = logits.float()
         ce = F.cross_entropy(logits, targets, reduction="none")
         prob = F.softmax(logits, dim=1).clamp(min=1e-7, max=1.0)
-        log_label = torch.full_like(prob, math.log(1e-4)).scatter_(1, targets[:, None], 0.0)
+        log_label = torch.full_like(prob, self.a).scatter_(1, targets[:, None], 0.0)
         rce = -(prob * log_label).sum(dim=1)
         return self.alpha * ce + self.beta * rce
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, beta={self.beta}"
+        return f"alpha={self.alpha}, beta={self.beta}, a={self.a}"
 
 
 class EarlyLearningRegularization(Loss):
@@ -171,16 +171,6 @@ class EarlyLearningRegularization(Loss):
                f"lam={self.lam}"
 
 
-def default_loss_hparams(name: str, dataset: str) -> dict[str, float]:
-    """The paper's hyperparameters of loss ``name`` on ``dataset``, keyed as :func:`build_loss` takes them.
-
-    CIFAR-100 (and its variants) get the CIFAR-100 values, every other dataset the CIFAR-10 values.
-    """
-    if name not in LOSSES:
-        raise UserError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    return dict(_DEFAULTS["cifar100" if dataset.startswith("cifar100") else "cifar10"][name])
-
-
 def build_loss(name: str, *, num_classes: int, num_samples: int, **hp: float | None) -> Loss:
     """Build a training loss by name.
 
@@ -189,8 +179,8 @@ def build_loss(name: str, *, num_classes: int, num_samples: int, **hp: float | N
     name : one of :data:`LOSSES`.
     num_classes : C.
     num_samples : N, the training-set size the ``index`` argument refers to (ELR's memory has N rows).
-    **hp : the loss's hyperparameters: gce ``q``; sce ``alpha``, ``beta``; elr ``beta``, ``lambda``. Missing or
-        ``None`` values take the CIFAR-10 defaults.
+    **hp : the loss's hyperparameters (:data:`HYPERPARAMETERS`): gce ``q``; sce ``alpha``, ``beta``, ``a``; elr
+        ``beta``, ``lambda``. Missing or ``None`` values take the defaults there.
 
     Returns
     -------
@@ -199,7 +189,7 @@ def build_loss(name: str, *, num_classes: int, num_samples: int, **hp: float | N
     """
     if name not in LOSSES:
         raise UserError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    defaults = _DEFAULTS["cifar10"][name]
+    defaults = HYPERPARAMETERS[name]
     unknown = sorted(set(hp) - set(defaults))
     if unknown:
         raise UserError(f"loss {name} takes no hyperparameter {', '.join(unknown)}; "
@@ -208,7 +198,7 @@ def build_loss(name: str, *, num_classes: int, num_samples: int, **hp: float | N
     if name == "gce":
         return GeneralizedCrossEntropy(q=hp["q"])
     if name == "sce":
-        return SymmetricCrossEntropy(alpha=hp["alpha"], beta=hp["beta"])
+        return SymmetricCrossEntropy(alpha=hp["alpha"], beta=hp["beta"], a=hp["a"])
     if name == "elr":
         return EarlyLearningRegularization(num_samples, num_classes, beta=hp["beta"], lam=hp["lambda"])
     return CrossEntropy()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fine.distributed import all_reduce_sum, gather_by_index, is_main_process
+from fine.distributed import all_reduce_sum, gather_by_index, is_distributed, is_main_process
 from fine.mixture import MixtureFit, fit_gmm, fit_mixture, pad_groups
 
 FITS = ("gmm", "kmeans", "bmm")
@@ -664,3 +664,89 @@ def selection_metrics(clean_mask: torch.Tensor | np.ndarray, is_clean: torch.Ten
         p, r, f = prf(count(sel & pos), count(sel), count(pos))
         out.update(per_class_precision=p.tolist(), per_class_recall=r.tolist(), per_class_f1=f.tolist())
     return out
+
+
+SELECTORS = ("fine", "small-loss", "loss-gmm")
+
+
+@dataclass(frozen=True)
+class SelectorConfig:
+    """Which detector a selection round runs, with its options (the trainers build one from their flags).
+
+    Attributes
+    ----------
+    kind : "fine" (:func:`fine_select`), "small-loss" (:func:`small_loss_select` within each noisy class) or
+        "loss-gmm" (:func:`loss_gmm_select`)
+    threshold : clean when the clean component's posterior exceeds it (fine, loss-gmm)
+    fit, score, vector, normalize : FINE's options (:func:`fine_select`)
+    max_iter, tol : EM options of FINE's per-class mixtures (loss-gmm keeps DivideMix's own)
+    keep_ratio : small-loss: fraction of each class kept (1 - forget rate)
+    """
+
+    kind: str = "fine"
+    threshold: float = 0.5
+    fit: str = "gmm"
+    score: str = "abs"
+    vector: str = "eigen"
+    normalize: bool = True
+    max_iter: int = 100
+    tol: float = 1e-6
+    keep_ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in SELECTORS:
+            raise ValueError(f"unknown selector {self.kind!r}; choose one of {', '.join(SELECTORS)}")
+        if self.kind == "small-loss" and self.keep_ratio is None:
+            raise ValueError("the small-loss selector needs keep_ratio (1 - forget rate)")
+        _check_options(self.fit, self.threshold, score=self.score, vector=self.vector, normalize=self.normalize)
+
+
+def select_samples(config: SelectorConfig, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+                   num_classes: int, *, positions: torch.Tensor | None = None, num_samples: int | None = None,
+                   ref_mask: torch.Tensor | None = None, loss_history: torch.Tensor | None = None) -> Selection:
+    """One selection round over ``num_samples`` samples, of which this process holds some rows.
+
+    In a plain run the process holds every row, in order (``positions`` None), and the detector runs on the tensors
+    as given (FINE's Lanczos path, no copy). Under torchrun each process passes its own rows and their
+    ``positions``; FINE all-reduces the per-class grams (:func:`fine_select_distributed`) and the loss-based
+    detectors gather the logits by position. Every process gets the same selection of all rows.
+
+    Parameters
+    ----------
+    config : the detector and its options
+    features : (n_local, D) float penultimate features (FINE); logits : (n_local, C) float (loss-based detectors)
+    labels : (n_local,) int noisy labels of the rows
+    num_classes : C
+    positions : (n_local,) int positions of the rows in [0, num_samples), each position on exactly one process;
+        None in a plain run (the rows are all the samples, in order)
+    num_samples : n, the samples of the round (default: n_local)
+    ref_mask : (n_local,) bool, FINE's reference samples among the rows (None = whole classes)
+    loss_history : (H, n) loss-gmm: the previous rounds' normalised losses (:func:`loss_gmm_select`)
+
+    Returns
+    -------
+    Selection over the n samples, on the features' (or logits') device.
+    """
+    distributed = is_distributed()
+    if distributed and positions is None:
+        raise ValueError("under torchrun every process must pass the positions of its rows")
+    n = features.shape[0] if num_samples is None else num_samples
+    if not distributed and positions is not None:
+        positions = torch.as_tensor(positions).to(features.device)
+        if len(positions) != n or not bool((positions == torch.arange(n, device=positions.device)).all()):
+            raise ValueError("in a plain run the rows must be all the samples in order (pass positions=None)")
+        positions = None
+    if config.kind == "fine":
+        options = dict(ref_mask=ref_mask, fit=config.fit, threshold=config.threshold, score=config.score,
+                       normalize=config.normalize, vector=config.vector, max_iter=config.max_iter, tol=config.tol)
+        if positions is None:
+            return fine_select(features, labels, num_classes, **options)
+        options["ref_mask_local"] = options.pop("ref_mask")
+        return fine_select_distributed(features, labels, positions, n, num_classes, **options)
+    if positions is not None:
+        logits = gather_by_index(logits, positions.to(logits.device), n)
+        labels = gather_by_index(labels.to(logits.device), positions.to(logits.device), n)
+    losses = torch.nn.functional.cross_entropy(logits.float(), labels.to(logits.device).long(), reduction="none")
+    if config.kind == "small-loss":
+        return small_loss_select(losses, labels, config.keep_ratio, per_class=True, num_classes=num_classes)
+    return loss_gmm_select(losses, threshold=config.threshold, history=loss_history)

@@ -18,4 +18,4 @@ export PYTHON OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES=""
 
 bash scripts/grid.sh --trainer dynamic_selection --settings scripts/grids/demo_digits.txt --seeds "$SEEDS" \
   --output "$OUTPUT" --data_path data --jobs "$JOBS" --extra "--device cpu"
-"$PYTHON" -m fine.report "$OUTPUT"
+"$PYTHON" -m engine.report "$OUTPUT"

@@ -58,7 +58,7 @@ overrides EPOCHS, BATCH_SIZE, LR, WEIGHT_DECAY, and TRAINER_CMD, the command tha
 examples:
   bash scripts/grid.sh --settings scripts/grids/demo_digits.txt --seeds "1 2" --jobs 2
   CUDA_VISIBLE_DEVICES=0,1,2,3 bash scripts/grid.sh --settings scripts/grids/paper_cifar10.txt --output runs
-  python -m fine.report runs
+  python -m engine.report runs
 EOF
 }
 
@@ -235,4 +235,4 @@ if ((${#FAILED[@]})); then
   printf '  %s\n' "${FAILED[@]}"
   exit 1
 fi
-[[ $DRY_RUN == 1 ]] || echo "all $TOTAL runs finished; tables: python -m fine.report $OUTPUT"
+[[ $DRY_RUN == 1 ]] || echo "all $TOTAL runs finished; tables: python -m engine.report $OUTPUT"

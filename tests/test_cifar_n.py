@@ -12,7 +12,7 @@ import torch
 from data_loader import build_datasets, make_noisy_labels
 from data_loader.cifar_n import CIFAR_N_LABELS, cifar_n_path
 from dynamic_selection import train as ds
-from fine.args import add_common_args
+from engine.args import add_common_args
 from fine.errors import UserError
 from tests.fixtures import cifar_arrays, write_cifar10, write_cifar100
 

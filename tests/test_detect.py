@@ -1,4 +1,4 @@
-"""Tests of ``python -m fine.detect`` on synthetic features with a known set of mislabelled samples."""
+"""Tests of ``python -m engine.detect`` on synthetic features with a known set of mislabelled samples."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fine import detect
+from engine import detect
 
 
 def synthetic(tmp_path: Path, *, n: int = 400, k: int = 4, d: int = 32, noise: float = 0.2, seed: int = 0) -> dict:
@@ -51,7 +51,7 @@ def test_detect_finds_the_mislabelled_samples(tmp_path, capsys):
     assert written["selection"]["precision"] == pytest.approx(precision)
     assert written["selection"]["recall"] == pytest.approx(recall)
     assert set(written["selection"]) >= {"f1", "specificity", "accuracy"}
-    assert written["options"] == {"fit": "gmm", "threshold": 0.5, "score": "abs", "vector": "eigen"}
+    assert written["options"] == {"fit": "gmm", "p_threshold": 0.5, "score": "abs", "vector": "eigen"}
     assert "precision" in capsys.readouterr().out
 
 
@@ -104,10 +104,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path, features, labels, extra, messa
 def test_command_line_runs_and_fails_with_exit_code_2(tmp_path):
     files = _bad_inputs(tmp_path)
     root = Path(__file__).resolve().parents[1]
-    ok = subprocess.run([sys.executable, "-m", "fine.detect", "--features", files["features"], "--labels",
+    ok = subprocess.run([sys.executable, "-m", "engine.detect", "--features", files["features"], "--labels",
                          files["labels"], "--out", str(tmp_path / "o")], cwd=root, capture_output=True, text=True)
     assert ok.returncode == 0 and (tmp_path / "o" / "summary.json").exists()
-    bad = subprocess.run([sys.executable, "-m", "fine.detect", "--features", files["features"], "--labels",
+    bad = subprocess.run([sys.executable, "-m", "engine.detect", "--features", files["features"], "--labels",
                           files["short"], "--out", str(tmp_path / "o2")], cwd=root, capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == ["error: --features has 40 rows but --labels has 30 entries "

@@ -16,12 +16,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import SubsetRandomSampler, TensorDataset
 
-from fine.distributed import (ShardedRandomSampler, all_reduce_sum, broadcast_object, cleanup, gather_by_index,
+from fine.distributed import (ShardedSampler, all_reduce_sum, broadcast_object, cleanup, gather_by_index,
                               init_distributed, is_main_process, print0, shard_indices)
 from fine.errors import UserError
 from fine.losses import build_loss
-from fine.selection import class_grams, eigvecs_from_grams, fine_select, fine_select_distributed, split_scores
-from fine.training import evaluation_loader, predict
+from fine.selection import (SelectorConfig, class_grams, eigvecs_from_grams, fine_select, fine_select_distributed,
+                            select_samples, split_scores)
+from fine.evaluation import evaluation_loader, predict
 from tests.fixtures import synthetic_features as synthetic
 
 WORLD = 2
@@ -57,6 +58,11 @@ def elr_epochs(rank: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def selection_dict(sel) -> dict:
     return {"mask": sel.clean_mask, "prob": sel.clean_prob, "scores": sel.scores, "eigvecs": sel.eigvecs}
+
+
+def selection_logits(features: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(n, C) logits for the loss-based selectors, a fixed function of the features."""
+    return features[:, :num_classes] * 3.0
 
 
 def predict_case() -> tuple[torch.nn.Module, TensorDataset]:
@@ -113,6 +119,11 @@ def run_checks(rank: int) -> dict:
                                                              ref_mask_local=ref[local]))
     out["fine_mean"] = selection_dict(fine_select_distributed(feats[local], labels[local], local, n, c,
                                                               vector="mean", fit="kmeans"))
+    logits = selection_logits(feats, c)
+    for kind in ("fine", "loss-gmm", "small-loss"):
+        config = SelectorConfig(kind=kind, keep_ratio=0.6)
+        out[f"select_{kind}"] = selection_dict(select_samples(config, feats[local], logits[local], labels[local], c,
+                                                              positions=local, num_samples=n))
     # Shards that overlap, and NaN features on one rank only: every rank raises instead of hanging.
     overlap = torch.arange(n // 2 + 10) if rank == 0 else torch.arange(n // 2, n)
     bad = feats.clone()
@@ -330,25 +341,52 @@ def test_two_ranks_elr_memory_synchronizes_to_one_process(ranks) -> None:
         assert not r["elr_touched"].any()
 
 
+@pytest.mark.parametrize("kind", ["fine", "loss-gmm", "small-loss"])
+def test_two_ranks_select_what_one_process_selects(ranks, kind) -> None:
+    """The trainers' one selector call gives every rank the plain run's selection (FINE up to the eigen-solver)."""
+    n, d, c, noise, spread, seed = FINE_DATA
+    feats, labels, _ = synthetic(n, d, c, noise, spread, seed)
+    config = SelectorConfig(kind=kind, keep_ratio=0.6)
+    plain = select_samples(config, feats, selection_logits(feats, c), labels, c)
+    assert 0 < int(plain.clean_mask.sum()) < n
+    for r in ranks:
+        got = r[f"select_{kind}"]
+        agree = (got["mask"] == plain.clean_mask).float().mean().item()
+        assert agree == 1.0 if kind != "fine" else agree > 0.999
+        torch.testing.assert_close(got["scores"], plain.scores, rtol=1e-4, atol=1e-4)
+
+
+def test_plain_run_takes_all_rows_in_order(plain_env) -> None:
+    n, d, c, noise, spread, seed = FINE_DATA
+    feats, labels, _ = synthetic(n, d, c, noise, spread, seed)
+    config = SelectorConfig()
+    plain = select_samples(config, feats, feats[:, :c], labels, c)
+    same = select_samples(config, feats, feats[:, :c], labels, c, positions=torch.arange(n), num_samples=n)
+    assert torch.equal(plain.clean_mask, same.clean_mask)
+    with pytest.raises(ValueError, match="all the samples in order"):
+        select_samples(config, feats[:10], feats[:10, :c], labels[:10], c, positions=torch.arange(10) + 5,
+                       num_samples=n)
+
+
 def test_two_ranks_predict_on_their_shares_what_one_process_predicts(ranks) -> None:
     model, dataset = predict_case()
     x, y, _ = dataset.tensors
-    expected = model(x).softmax(1).detach()
+    expected = model(x).detach()[None]  # (1 network, N, C) logits
     assert sorted(ranks[0]["predict_shard"] + ranks[1]["predict_shard"]) == list(range(11))  # each sample once
     assert len(ranks[0]["predict_shard"]) == 6 and len(ranks[1]["predict_shard"]) == 5
     for r in ranks:
-        probs, labels = r["predict"]
-        torch.testing.assert_close(probs, expected)
+        logits, labels = r["predict"]
+        torch.testing.assert_close(logits, expected)
         assert torch.equal(labels, y)
 
 
 def test_sharded_random_sampler_is_subset_random_sampler_in_one_process_and_partitions_in_two() -> None:
-    ours = ShardedRandomSampler(SUBSET, torch.Generator().manual_seed(3))
+    ours = ShardedSampler(SUBSET, torch.Generator().manual_seed(3))
     theirs = SubsetRandomSampler(SUBSET.tolist(), generator=torch.Generator().manual_seed(3))
     passes = [list(ours) for _ in range(3)]
     assert passes == [list(theirs) for _ in range(3)] and len(ours) == len(SUBSET)
     assert passes[0] != passes[1]  # a fresh order on every pass
-    halves = [ShardedRandomSampler(SUBSET, torch.Generator().manual_seed(3), world_size=2, rank=r) for r in (0, 1)]
+    halves = [ShardedSampler(SUBSET, torch.Generator().manual_seed(3), world_size=2, rank=r) for r in (0, 1)]
     for order in passes:
         padded = order + order[:1]  # 23 samples padded to 24, dealt out round-robin
         assert [list(h) for h in halves] == [padded[0::2], padded[1::2]]

@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import dividemix.train as dm
-from fine.distributed import ShardedRandomSampler
+from engine import loop
 from fine.errors import UserError, run_cli
 
 NUM_TRAIN = 1437  # the digits training split
-POOL = 3 * 2 * 32  # --num_batches 3: each epoch draws 3 batches of 32 labelled + 32 unlabelled samples
+POOL = 3 * 32  # --num_batches 3: each network splits a fresh draw of 3 batches of 32 samples per epoch
 
 
 def _argv(tmp_path: Path, *extra: str, num_batches: bool = True) -> list[str]:
@@ -36,9 +36,10 @@ def _rows(run_dir: Path) -> list[dict]:
 def test_two_epoch_run_writes_sane_outputs(tmp_path, selector):
     summary = _run(_argv(tmp_path, "--selector", selector))
     run_dir = Path(summary["run_dir"])
-    assert run_dir.parent.name == "digits_sym0.5" and run_dir.name.startswith(f"dividemix_ce_{selector}_seed1_")
+    assert run_dir.parent.name == "digits_sym0.5" and run_dir.name.startswith(f"dividemix_{selector}_seed1_")
     assert json.loads((run_dir / "summary.json").read_text()) == summary
     assert summary["trainer"] == "dividemix" and summary["method"] == "dividemix" and summary["selector"] == selector
+    assert summary["label"] == {"loss-gmm": "DivideMix", "fine": "F-DivideMix"}[selector]
     assert summary["best_val_acc"] is None and summary["finished"] and summary["epochs"] == 2
     assert 0 <= summary["last_test_acc"] <= summary["best_test_acc"] <= 100
     for key in ("precision", "recall", "f1", "specificity", "accuracy"):
@@ -78,19 +79,19 @@ def test_two_epoch_run_writes_sane_outputs(tmp_path, selector):
 
 def test_each_network_trains_on_its_peers_split(tmp_path, monkeypatch):
     made, trained = {}, []
-    divide, mixmatch = dm.divide, dm.mixmatch_one_epoch
+    divide, mixmatch = dm.DivideMix.divide, dm.mixmatch_one_epoch
 
-    def recording_divide(args, model, batches, labels, num_classes, history, device, pool, local):
-        sel, history = divide(args, model, batches, labels, num_classes, history, device, pool, local)
-        made[id(model)] = sel, pool
-        return sel, history
+    def recording_divide(self, i, pool, *rest):
+        sel = divide(self, i, pool, *rest)
+        made[id(self.run.nets.models[i])] = sel, pool
+        return sel
 
     def recording_mixmatch(model, peer, labelled, unlabelled, w, *rest, **kw):
         trained.append((id(model), id(peer), w.clone(), sorted(labelled.sampler.indices.tolist()),
                         sorted(unlabelled.sampler.indices.tolist())))
         return mixmatch(model, peer, labelled, unlabelled, w, *rest, **kw)
 
-    monkeypatch.setattr(dm, "divide", recording_divide)
+    monkeypatch.setattr(dm.DivideMix, "divide", recording_divide)
     monkeypatch.setattr(dm, "mixmatch_one_epoch", recording_mixmatch)
     _run(_argv(tmp_path, "--selector", "fine"))
 
@@ -133,17 +134,17 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, monkeypatch):
     extra = ["--epochs", "3", "--loss_history", "2"]
     straight = _run(_argv(tmp_path / "a", *extra, num_batches=False))
 
-    save = dm.save_epoch
+    save = loop.save_checkpoint
 
-    def save_then_die(run_dir, ckpt, improved):
-        save(run_dir, ckpt, improved)
-        if ckpt["state"]["epoch"] == 1:
+    def save_then_die(ckpt, path):
+        save(ckpt, path)
+        if ckpt["state"]["epoch"] == 1 and path.name == "last.pt":
             raise _Killed
 
-    monkeypatch.setattr(dm, "save_epoch", save_then_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(_Killed):
         _run(_argv(tmp_path / "b", *extra, num_batches=False))
-    monkeypatch.setattr(dm, "save_epoch", save)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
     run_dir = tmp_path / "b" / Path(straight["run_dir"]).relative_to(tmp_path / "a")
     assert not (run_dir / "summary.json").exists() and len(_rows(run_dir)) == 2
     with pytest.raises(UserError, match="already exists"):
@@ -164,7 +165,7 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, monkeypatch):
     (["--warmup", "2"], "warmup"),
     (["--warmup", "-1"], "warmup"),
     (["--lambda_u", "-1"], "lambda_u"),
-    (["--T", "0"], "--T"),
+    (["--T", "0"], "--temperature"),
     (["--alpha", "-4"], "--alpha"),
     (["--num_batches", "0"], "num_batches"),
     (["--loss_history", "0"], "loss_history"),
@@ -175,7 +176,8 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, monkeypatch):
 ])
 def test_bad_options_are_refused(tmp_path, flags, message):
     with pytest.raises(UserError, match=message):
-        dm.resolve_args(dm.get_args_parser().parse_args(_argv(tmp_path, *flags)))
+        _run(_argv(tmp_path, *flags))
+    assert not (tmp_path / "runs").exists()
 
 
 def test_setting_without_published_lambda_u_asks_for_it(tmp_path, capsys):
@@ -185,8 +187,7 @@ def test_setting_without_published_lambda_u_asks_for_it(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--lambda_u" in err and err.count("\n") == 1
-    args = dm.resolve_args(dm.get_args_parser().parse_args(argv + ["--lambda_u", "10"]))
-    assert args.lambda_u == 10
+    assert _run(argv + ["--lambda_u", "10", "--dry_run"])["lambda_u"] == 10
 
 
 @pytest.mark.parametrize("dataset, kind, rate, expected", [
@@ -194,19 +195,19 @@ def test_setting_without_published_lambda_u_asks_for_it(tmp_path, capsys):
     ("cifar10", "sym", 0.9, dict(lambda_u=50.0, p_threshold=0.6, warmup=10, loss_history=5)),
     ("cifar10", "asym", 0.4, dict(lambda_u=0.0, p_threshold=0.5, warmup=10)),
     ("cifar100", "sym", 0.5, dict(lambda_u=150.0, p_threshold=0.5, warmup=30)),
-    ("cifar100", "sym", 0.2, dict(lambda_u=25.0, arch="preact_resnet18", epochs=300, batch_size=64, lr=0.02,
+    ("cifar100", "sym", 0.2, dict(lambda_u=25.0, arch="preact_resnet18", epochs=301, batch_size=64, lr=0.02,
                                   weight_decay=5e-4, milestones=[150], gamma=0.1, val_size=0)),
 ])
 def test_recipe_fills_the_papers_hyperparameters(dataset, kind, rate, expected):
-    argv = ["--dataset", dataset, "--noise_kind", kind, "--noise_rate", str(rate)]
-    args = dm.resolve_args(dm.get_args_parser().parse_args(argv))
-    assert {k: getattr(args, k) for k in expected} == expected
-    override = dm.resolve_args(dm.get_args_parser().parse_args(argv + ["--p_threshold", "0.7", "--lambda_u", "3"]))
-    assert (override.p_threshold, override.lambda_u) == (0.7, 3.0)
+    argv = ["--dataset", dataset, "--noise_kind", kind, "--noise_rate", str(rate), "--dry_run"]
+    config = _run(argv)
+    assert {k: config[k] for k in expected} == expected
+    override = _run(argv + ["--p_threshold", "0.7", "--lambda_u", "3"])
+    assert (override["p_threshold"], override["lambda_u"]) == (0.7, 3.0)
 
 
 def test_bf16_autocast_runs_on_cpu_and_checkpoints_the_scalers(tmp_path):
-    from fine.checkpoint import load_checkpoint
+    from engine.checkpoint import load_checkpoint
 
     summary = _run(_argv(tmp_path, "--amp", "bf16"))
     assert summary["finished"] and 0.0 <= summary["last_test_acc"] <= 100.0
@@ -224,45 +225,51 @@ def test_fp16_needs_cuda(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--dataset", "clothing1m", "--noise_kind", "real", "--data_on_gpu", "on"],
-     "--data_on_gpu on needs an in-memory dataset"),
+     "--data_on_gpu on holds augmented images on the device"),
 ])
 def test_speed_flags_refused_where_they_cannot_apply(tmp_path, flags, message):
     with pytest.raises(UserError, match=message):
         _run(_argv(tmp_path, *flags))
 
 
-def test_device_batches_give_two_views_of_the_same_samples():
-    from data_loader import NoisyDataset
-    from data_loader.tensor_loader import TensorLoader
-
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (50, 1, 8, 8), dtype=torch.uint8, generator=gen)
-    loader = TensorLoader(NoisyDataset(images, np.arange(50) % 10), "digits", batch_size=8, device="cpu")
-    indices = torch.arange(3, 50, 2)
-    sampler = ShardedRandomSampler(indices, torch.Generator().manual_seed(1))
-    batches = dm.DeviceBatches(loader, sampler, torch.Generator().manual_seed(2), two_views=True)
-    first = list(batches)
-    assert len(first) == len(batches) == 3
-    seen = torch.cat([index for _, _, _, index in first])
-    assert sorted(seen.tolist()) == indices.tolist()  # one pass over the subset, each sample once
-    for x1, x2, y, index in first:
-        assert x1.shape == x2.shape == (len(index), 1, 8, 8)
-        torch.testing.assert_close(y, loader.labels[index])
-    assert not all(torch.equal(x1, x2) for x1, x2, _, _ in first)  # independent augmentations
-    second = torch.cat([index for _, _, _, index in batches])
-    assert not torch.equal(seen, second)  # a fresh order on every pass, like SubsetRandomSampler
 
 
-@pytest.mark.parametrize("selector", ["loss-gmm", "fine"])
-def test_data_on_device_path_matches_the_dataloader_path(tmp_path, selector):
-    """The device-resident loader (here on the CPU) trains DivideMix to the accuracy of the DataLoader path."""
-    # Full epochs (no --num_batches) and 2 + 2 epochs: short enough for seconds, long enough to be stable.
-    argv = ["--dataset", "digits", "--noise_kind", "sym", "--noise_rate", "0.2", "--epochs", "4", "--warmup", "2",
-            "--batch_size", "32", "--device", "cpu", "--data_path", str(tmp_path / "data"), "--selector", selector]
-    standard = _run(argv + ["--output", str(tmp_path / "a"), "--data_on_gpu", "off"])
-    fast = _run(argv + ["--output", str(tmp_path / "b"), "--data_on_gpu", "on"])
-    assert standard["last_test_acc"] > 85 and fast["last_test_acc"] > 85
-    assert abs(standard["last_test_acc"] - fast["last_test_acc"]) < 5
-    assert abs(standard["selection"]["precision"] - fast["selection"]["precision"]) < 0.05
-    rows = _rows(Path(fast["run_dir"]))
-    assert rows[-1]["train/net1/labelled"] + rows[-1]["train/net1/unlabelled"] == NUM_TRAIN
+def test_ensemble_is_the_sum_of_the_networks_logits(tmp_path, monkeypatch):
+    """DivideMix tests the sum of both networks' logits (Train_cifar.py:155): a prediction that one network makes
+    with large logits wins even where averaged probabilities would choose otherwise."""
+    logits = torch.tensor([[[10.0, 0.0, 0.0], [0.0, 1.0, 0.0]],    # network 1
+                           [[0.0, 11.0, 12.0], [0.0, 1.0, 0.0]]])  # network 2
+    labels = torch.tensor([2, 1])
+    monkeypatch.setattr(loop, "predict", lambda models, loader, device, amp: (logits, labels))
+    run = type("Run", (), {"nets": type("Nets", (), {"models": [None, None]})(), "device": "cpu",
+                           "args": type("Args", (), {"amp": "off"})()})()
+    scores, _, _ = loop._Evaluation._reported(type("E", (), {"run": run, "ensemble": True})(), None)
+    assert scores.argmax(1).tolist() == [2, 1]  # summed logits; mean softmax would give [0, 1]
+    assert logits.softmax(2).mean(0).argmax(1).tolist() == [0, 1]
+
+
+def test_refinement_and_guessing_forward_each_view_separately():
+    """One forward per view (DivideMix's 4 separate train-mode passes), so batch-norm statistics are per view."""
+    torch.manual_seed(0)
+    sizes = []
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    model.register_forward_pre_hook(lambda module, inputs: sizes.append(len(inputs[0])))
+    peer = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x = torch.randn(8, 1, 2, 2)
+    batch = [(x, x + 1, torch.zeros(8, dtype=torch.long), torch.arange(8))]
+    unlabelled = [(x - 1, x + 2, torch.zeros(8, dtype=torch.long), torch.arange(8))]
+    args = type("Args", (), {"T": 0.5, "alpha": 4.0, "lambda_u": 25.0, "warmup": 0, "amp": "off"})()
+    dm.mixmatch_one_epoch(model, peer, batch, unlabelled, torch.ones(8), torch.optim.SGD(model.parameters(), lr=0.0),
+                          args, 1, 3, np.random.default_rng(0), torch.device("cpu"), desc="test")
+    assert sizes == [8, 8, 8, 8, 32]  # u1, u2, x1, x2 one at a time, then the mixed batch of 4 x 8
+
+
+@pytest.mark.parametrize("dataset, expected", [
+    ("clothing1m", dict(unlabelled="ignore", warmup_penalty="on", epochs=81, num_batches=1000)),
+    ("webvision", dict(unlabelled="ignore", warmup_penalty="off", epochs=81)),
+])
+def test_real_dataset_recipes_follow_dividemix(tmp_path, dataset, expected):
+    config = _run(["--dataset", dataset, "--output", str(tmp_path), "--dry_run"])
+    assert {k: config[k] for k in expected} == expected
+    fine = _run(["--dataset", dataset, "--output", str(tmp_path), "--selector", "fine", "--dry_run"])
+    assert fine["gmm_max_iter"] == 10

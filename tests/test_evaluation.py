@@ -1,4 +1,4 @@
-"""predict/evaluate: rows by sample index, ensembles averaged, top-k accuracy as numpy computes it."""
+"""predict / topk_accuracy: rows by sample index, one row of logits per network, top-k accuracy as numpy computes it."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from fine.training import evaluate, evaluation_loader, predict
+from fine.evaluation import evaluation_loader, predict, topk_accuracy
 
 N, D, C = 50, 6, 7
 CPU = torch.device("cpu")
@@ -21,23 +21,23 @@ def case():
     return models, TensorDataset(x, y, torch.arange(N))
 
 
-def test_predict_orders_rows_by_index_and_averages_the_ensemble(case):
+def test_predict_orders_rows_by_index_with_one_row_of_logits_per_network(case):
     models, dataset = case
     x, y, _ = dataset.tensors
+    models[0].eval()  # each network's mode is restored afterwards
     shuffled = DataLoader(dataset, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(1))
-    probs, labels = predict(models, shuffled, CPU)
-    expected = (models[0](x).softmax(1) + models[1](x).softmax(1)).detach() / 2
-    torch.testing.assert_close(probs, expected)
+    logits, labels = predict(models, shuffled, CPU)
+    assert logits.shape == (2, N, C) and models[1].training and not models[0].training
+    torch.testing.assert_close(logits, torch.stack([m(x) for m in models]).detach())
     assert torch.equal(labels, y)
 
 
 def test_evaluate_topk_matches_numpy(case):
     models, dataset = case
     x, y, _ = dataset.tensors
-    models[0].train()
-    acc1, acc3 = evaluate(models[0], evaluation_loader(dataset, batch_size=16, num_workers=0, pin_memory=False), CPU,
-                          topk=(1, 3))
-    assert models[0].training  # mode restored
+    logits, labels = predict(models[:1], evaluation_loader(dataset, batch_size=16, num_workers=0, pin_memory=False),
+                             CPU)
+    acc1, acc3 = topk_accuracy(logits[0], labels, (1, 3))
     scores = models[0](x).detach().numpy()
     top3 = np.argsort(-scores, axis=1)[:, :3]
     assert acc1 == pytest.approx(100 * np.mean(top3[:, 0] == y.numpy()))

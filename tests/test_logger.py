@@ -7,7 +7,7 @@ import math
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fine.logger import RunLogger
+from engine.logger import RunLogger
 
 
 def read_rows(run_dir) -> list[dict]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fine.errors import UserError
-from fine.losses import LOSSES, build_loss, default_loss_hparams
+from fine.losses import HYPERPARAMETERS, LOSSES, build_loss
 
 C = 6
 
@@ -57,14 +57,15 @@ def test_gce_with_tiny_q_is_cross_entropy():
     torch.testing.assert_close(gce, ce, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(("alpha", "beta"), [(0.1, 1.0), (1.0, 0.4)])
-def test_sce_matches_numpy(alpha, beta):
+@pytest.mark.parametrize(("alpha", "beta", "a"), [(0.1, 1.0, None), (1.0, 0.4, None), (0.1, 1.0, np.log(1e-4))])
+def test_sce_matches_numpy(alpha, beta, a):
+    """FINE_official clamps the one-hot at exp(-4) (loss/sce.py:17,29), the default; SCE's authors at 1e-4."""
     logits, y = _batch(seed=3, scale=8.0)  # large logits so some probabilities fall under the 1e-7 clamp
-    loss = build_loss("sce", num_classes=C, num_samples=100, alpha=alpha, beta=beta)
+    loss = build_loss("sce", num_classes=C, num_samples=100, alpha=alpha, beta=beta, a=a)
     x, yn = logits.double().numpy(), y.numpy()
     prob = np.clip(_np_softmax(x), 1e-7, 1.0)
     onehot = np.eye(C)[yn]
-    rce = -(prob * np.log(np.clip(onehot, 1e-4, 1.0))).sum(axis=1)
+    rce = -(prob * np.log(np.clip(onehot, np.exp(-4.0) if a is None else 1e-4, 1.0))).sum(axis=1)
     ref = alpha * _np_ce(x, yn) + beta * rce
     _close(loss.per_sample(logits, y, torch.arange(16)), ref, tol=1e-4)
     _close(loss(logits, y, torch.arange(16)), ref.mean(), tol=1e-4)
@@ -161,16 +162,18 @@ def test_gradients_are_finite_even_for_extreme_logits(name):
     assert torch.isfinite(out) and torch.isfinite(logits.grad).all()
 
 
-def test_defaults_follow_the_protocol():
-    assert default_loss_hparams("ce", "cifar10") == {}
-    assert default_loss_hparams("gce", "cifar100") == {"q": 0.7}
-    assert default_loss_hparams("sce", "cifar10") == {"alpha": 0.1, "beta": 1.0}
-    assert default_loss_hparams("sce", "cifar100") == {"alpha": 1.0, "beta": 0.4}
-    assert default_loss_hparams("elr", "cifar10") == {"beta": 0.7, "lambda": 3.0}
-    assert default_loss_hparams("elr", "cifar100") == {"beta": 0.9, "lambda": 7.0}
-    assert default_loss_hparams("elr", "digits") == default_loss_hparams("elr", "cifar10")
-    loss = build_loss("elr", num_classes=C, num_samples=3, **default_loss_hparams("elr", "cifar100"))
-    assert (loss.beta, loss.lam) == (0.9, 7.0)
+def test_sce_rce_is_minus_a_times_the_mass_off_the_label():
+    """A known answer: RCE = -A * (1 - p_y) when no probability falls under the 1e-7 clamp."""
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    p = torch.softmax(logits, 1)[0]
+    rce = build_loss("sce", num_classes=3, num_samples=1, alpha=0.0, beta=1.0).per_sample(logits, torch.tensor([0]))
+    assert rce.item() == pytest.approx(4.0 * (1 - p[0].item()), rel=1e-6)
+
+
+def test_missing_hyperparameters_take_the_defaults():
+    assert HYPERPARAMETERS["sce"] == {"alpha": 0.1, "beta": 1.0, "a": -4.0}
+    loss = build_loss("elr", num_classes=C, num_samples=3, beta=0.9)
+    assert (loss.beta, loss.lam) == (0.9, 3.0)
     assert build_loss("gce", num_classes=C, num_samples=3, q=None).q == 0.7
 
 
@@ -182,10 +185,9 @@ def test_defaults_follow_the_protocol():
     ("elr", {"beta": -0.1}, r"beta must lie in \[0, 1\)"),
     ("elr", {"lambda": -1.0}, "lambda must be non-negative"),
     ("sce", {"alpha": -1.0}, "non-negative"),
+    ("sce", {"a": 0.0}, "must be negative"),
     ("ce", {"q": 0.7}, "takes no hyperparameter q"),
 ])
 def test_bad_names_and_hyperparameters(name, hp, match):
     with pytest.raises(UserError, match=match):
         build_loss(name, num_classes=C, num_samples=10, **hp)
-    with pytest.raises(UserError, match="unknown loss"):
-        default_loss_hparams("focal", "cifar10")

@@ -1,6 +1,7 @@
-"""fine.report on fabricated run directories: means and stds over seeds, layout, published numbers, selection rounds."""
+"""engine.report on fabricated run directories: means and stds over seeds, layout, published numbers, rounds."""
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import subprocess
@@ -10,13 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dividemix.train import DivideMix
+from dynamic_selection.train import DynamicSelection
+from engine.report import get_args_parser, load_published, main
 from fine.errors import UserError
-from fine.report import get_args_parser, load_published, main
 
 ROOT = Path(__file__).resolve().parent.parent
 SEL = {"precision": 0.9, "recall": 0.8, "f1": 0.85, "specificity": 0.7, "accuracy": 0.8, "selected": 100}
 
 # (trainer, dataset, noise_kind, noise_rate, noise_label, method, loss, selector) -> {seed: (best, last, selection)}
+BEST, MAX = "Test accuracy at the best validation epoch (%)", "Maximum test accuracy over epochs (%)"
+LAST, LAST10 = "Last-epoch test accuracy (%)", "Mean test accuracy of the last 10 epochs (%)"
 RUNS = {
     ("dynamic_selection", "cifar10", "sym", 0.8, None, "fine", "ce", "fine"): {
         1: (70.1, 69.0, dict(SEL, precision=0.90)), 2: (68.3, 67.9, dict(SEL, precision=0.94)),
@@ -27,7 +32,7 @@ RUNS = {
     ("dynamic_selection", "cifar10", "sym", 0.8, None, "fine", "ce", "small-loss"): {1: (65.0, 64.0, SEL)},
     ("dynamic_selection", "cifar10", "asym", 0.4, None, "fine", "ce", "fine"): {
         1: (89.0, 88.0, dict(SEL, recall=0.7)), 2: (90.0, 89.5, dict(SEL, recall=0.9)), 3: (89.4, 89.0, None)},
-    ("dividemix", "cifar10", "sym", 0.5, None, "dividemix", "ce", "loss-gmm"): {
+    ("dividemix", "cifar10", "sym", 0.5, None, "dividemix", "mixmatch", "loss-gmm"): {
         1: (94.5, 94.1, SEL), 2: (94.9, 94.7, SEL)},
     ("dynamic_selection", "cifar10", "human", 0.5, "worst", "standard", "ce", None): {1: (78.0, 77.0, None)},
     ("dynamic_selection", "cifar100", "sym", 0.8, None, "fine", "gce", "fine"): {
@@ -38,13 +43,17 @@ RUNS = {
 def write_summary(path: Path, key: tuple, seed: int, best: float, last: float, selection: dict | None,
                   finished: bool = True) -> None:
     trainer, dataset, kind, rate, label, method, loss, selector = key
+    described = {"dynamic_selection": DynamicSelection, "dividemix": DivideMix}[trainer].describe(
+        argparse.Namespace(method=method, loss=loss, selector=selector))  # the label the trainer writes
     path.mkdir(parents=True)
     (path / "args.json").write_text("{}")
     (path / "summary.json").write_text(json.dumps({
         "trainer": trainer, "dataset": dataset, "noise_kind": kind, "noise_rate": rate, "noise_label": label,
-        "method": method, "loss": loss, "selector": selector, "seed": seed, "arch": "resnet34",
+        "method": method, "loss": loss, "selector": selector, "label": described["label"], "seed": seed,
+        "arch": "resnet34",
         "run_dir": str(path), "epochs": 120, "best_epoch": 90, "best_val_acc": None, "best_test_acc": best,
-        "last_test_acc": last, "selection": selection, "wall_time_s": 1.0, "finished": finished}))
+        "max_test_acc": best + 1.0, "last_test_acc": last, "last10_mean_test_acc": last - 0.5,
+        "selection": selection, "wall_time_s": 1.0, "finished": finished}))
 
 
 @pytest.fixture
@@ -90,14 +99,16 @@ def test_csv_means_and_stds_match_numpy(runs):
     rows = list(csv.DictReader((runs / "report.csv").open()))
     by_key = {(r["trainer"], r["method"], r["loss"], r["selector"], r["dataset"], r["setting"], r["metric"]): r
               for r in rows}
-    assert len(by_key) == len(rows) == len(RUNS) * 5
+    assert len(by_key) == len(rows) == len(RUNS) * 7
     settings = {"sym": "sym {:g}", "asym": "asym {:g}"}
     for key, seeds in RUNS.items():
         trainer, dataset, kind, rate, label, method, loss, selector = key
         setting = f"{kind} {label}" if label else settings[kind].format(rate)
         values = {
             "best_test_acc": [b for b, _, _ in seeds.values()],
+            "max_test_acc": [b + 1.0 for b, _, _ in seeds.values()],
             "last_test_acc": [la for _, la, _ in seeds.values()],
+            "last10_mean_test_acc": [la - 0.5 for _, la, _ in seeds.values()],
             "selection_precision": [s["precision"] for _, _, s in seeds.values() if s],
             "selection_recall": [s["recall"] for _, _, s in seeds.values() if s],
         }
@@ -121,9 +132,8 @@ def test_markdown_layout_cells_and_skipped_runs(runs, tmp_path):
     assert md in text and (tmp_path / "out" / "report.csv").exists() and not (runs / "report.md").exists()
     t = tables(md)
     assert set(t) == {f"{what}: {d}" for d in ("cifar10", "cifar100") for what in (
-        "Best test accuracy (%)", "Last test accuracy (%)",
-        "Selection quality (precision / recall / F1 of the final selection)")}
-    best = t["Best test accuracy (%): cifar10"]
+        BEST, MAX, LAST, "Selection quality (precision / recall / F1 of the final selection)")}
+    best = t[f"{BEST}: cifar10"]
     assert list(best) == ["Standard (CE)", "FINE", "FINE (small-loss selector)", "F-Coteaching", "DivideMix"]
     assert list(best["FINE"]) == ["sym 0.5", "sym 0.8", "asym 0.4", "human worst"]
     fine = [70.1, 68.3, 69.9]
@@ -132,35 +142,35 @@ def test_markdown_layout_cells_and_skipped_runs(runs, tmp_path):
     assert best["Standard (CE)"]["sym 0.8"] == "41.00 ± 1.41 (n=2)"
     assert best["Standard (CE)"]["human worst"] == "78.00 (n=1)"
     assert best["DivideMix"]["sym 0.8"] == "-"
-    assert t["Last test accuracy (%): cifar10"]["FINE"]["asym 0.4"] == f"{np.mean([88.0, 89.5, 89.0]):.2f} ± 0.76"
+    assert t[f"{LAST}: cifar10"]["FINE"]["asym 0.4"] == f"{np.mean([88.0, 89.5, 89.0]):.2f} ± 0.76"
+    assert t[f"{MAX}: cifar10"]["F-Coteaching"]["sym 0.8"] == "75.00 (n=1)"
     sel = t["Selection quality (precision / recall / F1 of the final selection): cifar10"]
     assert sel["Standard (CE)"]["sym 0.8"] == "n/a"
     assert sel["FINE"]["sym 0.8"] == f"{np.mean([0.90, 0.94, 0.95]):.3f} / 0.800 / 0.850"
     assert sel["FINE"]["asym 0.4"] == "0.900 / 0.800 / 0.850 (n=2)"
-    assert list(t["Best test accuracy (%): cifar100"]) == ["FINE + GCE"]
+    assert list(t[f"{BEST}: cifar100"]) == ["FINE + GCE"]
 
 
-def test_reference_columns_with_secondary_source_marks(runs):
+def test_reference_puts_published_numbers_beside_ours_of_the_same_protocol(runs):
     md = run_report(str(runs), "--reference", "--metric", "best")
     t = tables(md)
-    assert not any(title.startswith("Last") for title in t)
-    best = t["Best test accuracy (%): cifar10"]
-    assert list(best["FINE"]) == ["sym 0.5", "sym 0.5 (paper)", "sym 0.8", "sym 0.8 (paper)", "asym 0.4",
-                                  "asym 0.4 (paper)", "human worst", "human worst (paper)"]
+    assert set(t) == {f"{BEST}: cifar10", f"{BEST}: cifar100", *(f"Selection quality (precision / recall / F1 of the "
+                                                                  f"final selection): {d}" for d in ("cifar10",
+                                                                                                    "cifar100"))}
+    best = t[f"{BEST}: cifar10"]
+    # FINE's sample-selection numbers come from the checkpoint picked on validation accuracy
+    assert list(best["FINE"]) == ["sym 0.5", "sym 0.8", "sym 0.8 (paper)", "asym 0.4", "asym 0.4 (paper)",
+                                  "human worst"]
     assert best["FINE"]["sym 0.8 (paper)"] == "69.4*" and best["FINE"]["asym 0.4 (paper)"] == "89.5*"
-    assert best["DivideMix"]["sym 0.5 (paper)"] == "94.6"  # primary source: no mark
-    assert best["Standard (CE)"]["human worst (paper)"] == "77.69"
-    assert best["Co-teaching"] == {**{c: "-" for c in best["FINE"]}, "sym 0.8 (paper)": "66.3*",
-                                   "asym 0.4 (paper)": "88.4*"}
-    assert best["ProMix"]["human worst (paper)"] == "96.34"
-    assert t["Best test accuracy (%): cifar100"]["FINE + GCE"]["sym 0.8 (paper)"] == "37.0*"
-    assert "* = secondary source" in md
-    assert "- FINE, cifar10 sym 0.8, reported: 69.4* (FINE paper sample-selection table" in md
-    last = tables(run_report(str(runs), "--reference", "--metric", "last"))["Last test accuracy (%): cifar10"]
-    assert list(last["FINE"]) == ["sym 0.5", "sym 0.5 (paper)", "sym 0.8", "sym 0.8 (paper)", "asym 0.4",
-                                  "asym 0.4 (paper)", "human worst"]
-    assert last["DivideMix"]["sym 0.5 (paper)"] == "94.4" and last["DivideMix"]["sym 0.8 (paper)"] == "92.9"
-    assert last["FINE"]["sym 0.8 (paper)"] == "-"
+    assert "Co-teaching" not in best and best["DivideMix"]["sym 0.8 (paper)"] == "-"  # other protocols
+    assert "- FINE, cifar10 sym 0.8, best: 69.4* (FINE paper sample-selection table" in md
+    maximum = tables(run_report(str(runs), "--reference", "--metric", "max"))[f"{MAX}: cifar10"]
+    assert maximum["DivideMix"]["sym 0.5 (paper)"] == "94.6"  # primary source: no mark
+    assert maximum["Co-teaching"]["sym 0.8 (paper)"] == "66.3*" and maximum["F-Coteaching"]["sym 0.8"] == "75.00 (n=1)"
+    assert maximum["Standard (CE)"]["human worst (paper)"] == "77.69" and maximum["ProMix"]["human worst (paper)"]
+    assert maximum["FINE"]["sym 0.8 (paper)"] == "-"
+    last10 = tables(run_report(str(runs), "--reference", "--metric", "last10"))[f"{LAST10}: cifar10"]
+    assert last10["DivideMix"]["sym 0.5 (paper)"] == "94.4" and last10["DivideMix"]["sym 0.5"] == "93.90 ± 0.42 (n=2)"
 
 
 def test_published_file_holds_the_protocol_numbers():
@@ -168,11 +178,13 @@ def test_published_file_holds_the_protocol_numbers():
     assert len(rows) == 40
     assert {r.method for r in rows} == {"Co-teaching", "FINE", "F-Coteaching", "DivideMix", "F-DivideMix",
                                         "Standard (GCE)", "FINE + GCE", "Standard (CE)", "ProMix"}
+    assert {r.metric for r in rows} == {"best", "max", "last10", "top5"}
     unverified = {r.method for r in rows if not r.verified}
     assert {"F-DivideMix", "FINE + GCE", "Co-teaching"} <= unverified
     dividemix_c10 = {(r.setting.name, r.metric): r for r in rows if r.method == "DivideMix"
                      and r.setting.dataset == "cifar10"}
-    assert dividemix_c10[("sym 0.9", "last")].value == "75.4" and dividemix_c10[("sym 0.9", "last")].verified
+    assert dividemix_c10[("sym 0.9", "last10")].value == "75.4" and dividemix_c10[("sym 0.9", "last10")].verified
+    assert dividemix_c10[("sym 0.9", "max")].value == "76.0"
 
 
 def test_duplicate_seeds_are_flagged(runs):
@@ -187,7 +199,7 @@ def test_empty_or_unfinished_dir_is_a_one_line_error(tmp_path):
     with pytest.raises(UserError, match=r"no finished run .* \(1 unfinished\)"):
         run_report(str(tmp_path / "a"))
     (tmp_path / "empty").mkdir()
-    result = subprocess.run([sys.executable, "-m", "fine.report", str(tmp_path / "empty")], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "engine.report", str(tmp_path / "empty")], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("error: no finished run") and len(result.stderr.strip().splitlines()) == 1

@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
-from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 
-from data_loader import build_datasets, get_transforms
+from data_loader import get_transforms
 from data_loader.datasets import NoisyDataset
 from data_loader.tensor_loader import TensorLoader
 from fine.errors import UserError
-from fine.models import create_model
 
 
 def random_dataset(n: int, channels: int, size: int, seed: int = 0) -> NoisyDataset:
@@ -100,46 +97,6 @@ def test_bad_dataset_name_or_channels_raise_user_error():
         TensorLoader(random_dataset(4, 3, 32), "mnist", batch_size=2, device="cpu")
     with pytest.raises(UserError, match="normalises 3 channels"):
         TensorLoader(random_dataset(4, 1, 8), "cifar10", batch_size=2, device="cpu")
-
-
-def _train(batches_per_epoch, epochs: int, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    model = create_model("small_cnn", 10, in_channels=1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    for epoch in range(epochs):
-        for x, y, _ in batches_per_epoch(epoch):
-            loss = nn.functional.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return model
-
-
-@torch.no_grad()
-def _accuracy(model: nn.Module, batches) -> float:
-    model.eval()
-    correct = total = 0
-    for x, y, _ in batches:
-        correct += int((model(x).argmax(1) == y).sum())
-        total += len(y)
-    return 100.0 * correct / total
-
-
-def test_training_matches_dataloader_path(tmp_path):
-    bundle = build_datasets("digits", tmp_path, noise_kind="none", noise_rate=0.0, seed=0)
-    epochs, seed = 8, 0
-    g = torch.Generator().manual_seed(seed)
-    standard = DataLoader(bundle.train, batch_size=64, shuffle=True, generator=g)
-    model_a = _train(lambda epoch: standard, epochs, seed)
-    acc_a = _accuracy(model_a, DataLoader(bundle.test, batch_size=256))
-
-    loader = TensorLoader(bundle.train, "digits", batch_size=64, device="cpu")
-    g = torch.Generator().manual_seed(seed)
-    model_b = _train(lambda epoch: loader.epoch(None, shuffle=True, augment=True, generator=g), epochs, seed)
-    test_loader = TensorLoader(bundle.test, "digits", batch_size=256, device="cpu")
-    acc_b = _accuracy(model_b, test_loader.epoch(None, shuffle=False, augment=False))
-    assert acc_a > 80 and acc_b > 80, (acc_a, acc_b)
-    assert abs(acc_a - acc_b) < 5, (acc_a, acc_b)
 
 
 def test_out_of_range_indices_are_refused():

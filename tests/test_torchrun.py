@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch.distributed as dist
 
-from fine.checkpoint import load_checkpoint
+from engine.checkpoint import load_checkpoint
 
 
 def free_port() -> int:
@@ -126,7 +126,9 @@ def test_killed_two_process_run_resumes_to_the_same_result(tmp_path):
         return [{k: v for k, v in json.loads(line).items() if not k.endswith("seconds")} for line in lines]
 
     assert [r["epoch"] for r in timeless(killed_root)] == list(range(6))
-    assert timeless(killed_root) == timeless(tmp_path / "straight")
+    resumed_rows, straight_rows = timeless(killed_root), timeless(tmp_path / "straight")
+    assert resumed_rows == straight_rows, [(r["epoch"], k, r[k], s.get(k)) for r, s in zip(resumed_rows, straight_rows)
+                                           for k in r if r[k] != s.get(k)]
 
 
 def test_sync_bn_needs_cuda(tmp_path):

@@ -1,15 +1,19 @@
-"""PreAct ResNet-18 for 32x32 inputs (He et al. 2016, identity mappings), the DivideMix backbone."""
+"""PreAct ResNet-18 for 32x32 inputs in DivideMix's layout (LiJunnan1992/DivideMix: PreResNet.py), its backbone.
+
+The stem is conv3x3 + BN + ReLU; each block pre-activates (BN-ReLU) before its convolutions and its projection
+shortcut (a bias-free 1x1 conv, no BN) reads the pre-activated input; layer 4's output is average-pooled with no
+final BN-ReLU, so the penultimate features (what F-DivideMix scores) can be negative. A DivideMix checkpoint loads
+after renaming its ``linear.*`` keys to ``head.*`` (:func:`from_dividemix_state_dict`).
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fine.models.resnet_cifar import init_weights
-
 
 class PreActBlock(nn.Module):
-    """BN-ReLU-conv3x3, BN-ReLU-conv3x3; the projection shortcut (when shapes change) reads the pre-activated input."""
+    """BN-ReLU-conv3x3, BN-ReLU-conv3x3, plus the shortcut (identity, or a 1x1 conv of the pre-activated input)."""
 
     expansion = 1
 
@@ -21,7 +25,7 @@ class PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.shortcut = None
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
@@ -32,14 +36,15 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(nn.Module):
-    """Pre-activation ResNet with a CIFAR stem (one 3x3 conv, stride 1, no max-pool).
+    """Pre-activation ResNet with a CIFAR stem (one 3x3 conv + BN + ReLU, stride 1, no max-pool).
 
-    ``forward_features``: (B, in_channels, H, W) -> (B, 512) after the final BN-ReLU and global average pooling.
+    ``forward_features``: (B, in_channels, H, W) -> (B, 512), layer 4's output averaged over space.
     """
 
     def __init__(self, num_blocks: tuple[int, int, int, int], num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
         layers, in_planes = [], 64
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), num_blocks)):
             blocks = []
@@ -48,15 +53,13 @@ class PreActResNet(nn.Module):
                 in_planes = planes
             layers.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.bn = nn.BatchNorm2d(in_planes)
         self.feature_dim = in_planes
         self.head = nn.Linear(in_planes, num_classes)
-        init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> (B, 512) penultimate features."""
-        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
-        out = F.relu(self.bn(out))
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,5 +68,11 @@ class PreActResNet(nn.Module):
 
 
 def preact_resnet18(num_classes: int, in_channels: int = 3) -> PreActResNet:
-    """PreAct ResNet-18 (blocks [2, 2, 2, 2], about 11.2M parameters with a 10-class head)."""
+    """PreAct ResNet-18 (blocks [2, 2, 2, 2], 11,171,274 parameters with a 10-class head, as DivideMix's)."""
     return PreActResNet((2, 2, 2, 2), num_classes, in_channels)
+
+
+def from_dividemix_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A DivideMix ``PreResNet18`` state dict with its keys renamed for :class:`PreActResNet` (``linear`` ->
+    ``head``; every other key is the same)."""
+    return {("head" + k[len("linear"):] if k.startswith("linear.") else k): v for k, v in state.items()}

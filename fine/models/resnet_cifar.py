@@ -1,4 +1,5 @@
-"""ResNet-34 with a CIFAR stem (3x3 conv, stride 1, no max-pool), the FINE sample-selection backbone."""
+"""ResNet-18/34 with a CIFAR stem (3x3 conv, stride 1, no max-pool): FINE's sample-selection backbones
+(Kthyeon/FINE_official: dynamic_selection/model/CIFAR_ResNet_Zoo.py)."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,11 @@ from torch import nn
 
 
 def init_weights(model: nn.Module) -> None:
-    """Kaiming-normal (fan-out, ReLU) convolutions; batch-norm scale 1, shift 0. Linear layers keep PyTorch's init."""
+    """Kaiming-normal (fan-out, ReLU) convolutions; batch-norm scale 1, shift 0. Linear layers keep PyTorch's init.
+
+    What the published Co-teaching trainers do to their networks (Kthyeon/FINE_official:
+    dynamic_selection/trainer/coteaching_trainer.py:46-53); ``create_model(init="kaiming")``.
+    """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -58,7 +63,6 @@ class CifarResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.feature_dim = in_planes
         self.head = nn.Linear(in_planes, num_classes)
-        init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> (B, 512) penultimate features."""
@@ -69,6 +73,11 @@ class CifarResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> (B, num_classes) logits."""
         return self.head(self.forward_features(x))
+
+
+def resnet18(num_classes: int, in_channels: int = 3) -> CifarResNet:
+    """ResNet-18 with a CIFAR stem (blocks [2, 2, 2, 2]): FINE_official's Co-teaching+ CIFAR-10 network."""
+    return CifarResNet((2, 2, 2, 2), num_classes, in_channels)
 
 
 def resnet34(num_classes: int, in_channels: int = 3) -> CifarResNet:

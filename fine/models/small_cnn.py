@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fine.models.resnet_cifar import init_weights
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -24,7 +23,6 @@ class SmallCNN(nn.Module):
                                       _conv_bn_relu(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.feature_dim = 128
         self.head = nn.Linear(128, num_classes)
-        init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> (B, 128) penultimate features."""

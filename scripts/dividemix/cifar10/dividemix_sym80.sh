@@ -1,38 +1,35 @@
 #!/usr/bin/env bash
-# DivideMix (Li, Socher and Hoi, ICLR 2020) on CIFAR-10 with 80% symmetric label noise.
-# Published test accuracy of the two-network ensemble: DivideMix paper: 93.2 best / 92.9 last.
-# One run per seed in SEEDS, on the GPU in CUDA_VISIBLE_DEVICES. Extra arguments go to the trainer: --resume
-# continues killed runs and skips finished ones, --workers 8 ... Results: python -m fine.report OUTPUT
-#   CUDA_VISIBLE_DEVICES=0 bash scripts/dividemix/cifar10/dividemix_sym80.sh
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
+# DivideMix (Li et al. 2020)
+# on CIFAR-10, 80% symmetric label noise.
+# Published test accuracy: max 93.2 (DivideMix paper (arXiv 2002.07394))
+#   last10 92.9 (DivideMix paper (arXiv 2002.07394))
+# Usage: CUDA_VISIBLE_DEVICES=0 bash scripts/dividemix/cifar10/dividemix_sym80.sh [extra trainer flags]
+# Each variable below is the trainer flag of the same name in lower case (scripts/common.sh);
+# DATA_PATH, OUTPUT, SEEDS and PYTHON come from the environment. Tables: python -m engine.report runs
+source "$(dirname "${BASH_SOURCE[0]}")/../../common.sh"
 
-DATA_PATH="${DATA_PATH:-data}"  # folder holding cifar-10-batches-py/ (scripts/download_cifar.sh)
-OUTPUT="${OUTPUT:-runs}"        # root of the run directories
-SEEDS="${SEEDS:-1 2 3}"         # one run per seed
-PYTHON="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
-
-NOISE_KIND=sym         # sym: a fraction NOISE_RATE of the labels is redrawn uniformly over all classes
+DATASET=cifar10
+SELECTOR=loss-gmm      # how each selection round splits the samples
+NOISE_KIND=sym         # a fraction NOISE_RATE of the labels redrawn uniformly over all classes (true class included)
 NOISE_RATE=0.8         # noise rate r
-SELECTOR=loss-gmm      # 2-component GMM on the normalised per-sample cross-entropy
-P_THRESHOLD=0.5        # a sample is labelled when its clean probability exceeds this
-LAMBDA_U=25            # weight of the unlabelled loss, ramped up over 16 epochs after warm-up
-LOSS_HISTORY=1         # the GMM fits the loss averaged over this many epochs
-T=0.5                  # sharpening temperature of refined and guessed labels
-ALPHA=4                # mixup Beta(ALPHA, ALPHA)
-WARMUP=10              # epochs of cross-entropy on all data before the first split
-ARCH=preact_resnet18   # network (two copies)
-EPOCHS=300
-BATCH_SIZE=64          # labelled and unlabelled samples per iteration (warm-up: twice this)
-LR=0.02                # SGD, momentum 0.9
-MILESTONES=150         # epoch at which the lr is multiplied by GAMMA
-GAMMA=0.1
-WEIGHT_DECAY=5e-4
+ARCH=preact_resnet18   # network [DM Train_cifar.py:210-213 ResNet18 = PreResNet.py:162-163]
+INIT=pytorch           # pytorch (each layer's default) or kaiming (Kaiming-normal convolutions)
+EPOCHS=301             # training epochs [DM Train_cifar.py:24,242 range(args.num_epochs+1) with num_epochs 300]
+BATCH_SIZE=64          # mini-batch size [DM Train_cifar.py:17]
+OPTIMIZER=sgd          # sgd (momentum 0.9) or adam [DM Train_cifar.py:232-233]
+LR=0.02                # initial learning rate [DM Train_cifar.py:18]
+LR_SCHEDULE=multistep  # multistep | cosine | linear-decay [DM Train_cifar.py:243-245]
+MILESTONES="150"       # epochs at which multistep multiplies the lr by GAMMA [DM Train_cifar.py:244]
+GAMMA=0.1              # lr factor at each milestone [DM Train_cifar.py:245]
+WEIGHT_DECAY=0.0005    # weight decay [DM Train_cifar.py:232]
+VAL_SIZE=0             # noisy validation split; the best epoch is chosen on it (0: none, test accuracy picks it) [DM dataloader_cifar.py:40-54]
+WARMUP=10              # epochs on all data before the first selection round [DM Train_cifar.py:218-221]
+P_THRESHOLD=0.5        # zeta: clean when the clean component's posterior exceeds it [DM Train_cifar.py:22 default 0.5]
+LAMBDA_U=25.0          # weight of the unlabelled loss, ramped up over 16 epochs after warm-up [DivideMix paper]
+TEMPERATURE=0.5        # sharpening temperature of refined and guessed labels [DM Train_cifar.py:23]
+ALPHA=4.0              # mixup Beta(ALPHA, ALPHA) [DM Train_cifar.py:20]
+LOSS_HISTORY=1         # loss-gmm: average the normalised loss over this many epochs [DM Train_cifar.py:178-183]
+UNLABELLED=mix         # mix: MixMatch uses the unlabelled samples too; ignore: labelled ones only
+WARMUP_PENALTY=off     # confidence penalty (negative entropy) in the warm-up loss [DM Train_cifar.py:132-136]
 
-for SEED in $SEEDS; do
-  "$PYTHON" -m dividemix.train --dataset cifar10 --data_path "$DATA_PATH" --output "$OUTPUT" --seed "$SEED" \
-    --noise_kind "$NOISE_KIND" --noise_rate "$NOISE_RATE" --selector "$SELECTOR" --p_threshold "$P_THRESHOLD" \
-    --lambda_u "$LAMBDA_U" --loss_history "$LOSS_HISTORY" --T "$T" --alpha "$ALPHA" --warmup "$WARMUP" \
-    --arch "$ARCH" --epochs "$EPOCHS" --batch_size "$BATCH_SIZE" --lr "$LR" --lr_schedule multistep \
-    --milestones "$MILESTONES" --gamma "$GAMMA" --weight_decay "$WEIGHT_DECAY" --val_size 0 "$@"
-done
+run_trainer dividemix "$@"

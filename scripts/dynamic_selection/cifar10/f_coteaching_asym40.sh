@@ -1,36 +1,33 @@
 #!/usr/bin/env bash
-# F-Coteaching (two networks, each trained on FINE's selection from the other) on CIFAR-10 with 40% asymmetric label noise.
-# Usage (from anywhere): CUDA_VISIBLE_DEVICES=0 bash scripts/dynamic_selection/cifar10/f_coteaching_asym40.sh [extra flags]
-# Defaults follow the paper's published recipe; edit the variables below. Extra flags are passed to the trainer.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
+# F-Coteaching (Co-teaching with FINE's selection instead of small-loss samples)
+# on CIFAR-10, 40% asymmetric label noise.
+# Published test accuracy: max 90.5* (FINE paper sample-selection table (ResNet-34) as quoted by a secondary source)
+# Usage: CUDA_VISIBLE_DEVICES=0 bash scripts/dynamic_selection/cifar10/f_coteaching_asym40.sh [extra trainer flags]
+# Each variable below is the trainer flag of the same name in lower case (scripts/common.sh);
+# DATA_PATH, OUTPUT, SEEDS and PYTHON come from the environment. Tables: python -m engine.report runs
+source "$(dirname "${BASH_SOURCE[0]}")/../../common.sh"
 
-DATA_PATH=${DATA_PATH:-data}  # CIFAR python-pickle folders (bash scripts/download_cifar.sh data)
-OUTPUT=${OUTPUT:-runs}        # root of the run directories (tensorboard --logdir runs)
-SEEDS=${SEEDS:-"1 2 3"}       # one run per seed; each seed also draws its own noisy labels
-NOISE_KIND=asym               # sym (uniform over all classes) | asym (class map) | pairflip | instance
-NOISE_RATE=0.4                # fraction of training labels that are resampled or flipped
-ARCH=resnet34                 # ResNet-34 with a CIFAR stem (3x3 conv, no max-pool)
-EPOCHS=120                    # training epochs
-BATCH_SIZE=128                # mini-batch size
-LR=0.02                       # initial learning rate (SGD, momentum 0.9)
-LR_SCHEDULE=multistep         # multistep | cosine
-MILESTONES="40 80"            # epochs at which the lr is multiplied by GAMMA
-GAMMA=0.01                    # lr factor at each milestone
-WEIGHT_DECAY=0.001            # weight decay
-VAL_SIZE=5000                 # class-balanced noisy validation split; the best epoch is chosen on it
-WARMUP=40                     # epochs on all data before the first selection round
-EVERY=10                      # epochs between selection rounds
-THRESHOLD=0.5                 # zeta: clean if the posterior of the high-alignment component exceeds it
-# interpreter: $PYTHON if set, else the README's .venv, else python on PATH
-PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
+DATASET=cifar10
+METHOD=f-coteaching
+LOSS=ce
+NOISE_KIND=asym          # class-dependent flips of a fraction NOISE_RATE of each source class (data_loader/noise.py)
+NOISE_RATE=0.4           # noise rate r
+ARCH=resnet34            # network [FO hyperparams/multistep/config_cifar10_cce_rn34.json]
+INIT=kaiming             # pytorch (each layer's default) or kaiming (Kaiming-normal convolutions) [FO trainer/dynamic_coteach_trainer.py:55-62]
+EPOCHS=120               # training epochs [FO hyperparams/multistep/config_cifar10_cce_rn34.json:54]
+BATCH_SIZE=128           # mini-batch size [FO hyperparams/multistep/config_cifar10_cce_rn34.json:17]
+OPTIMIZER=sgd            # sgd (momentum 0.9) or adam [FO hyperparams/multistep/config_cifar10_cce_rn34.json]
+LR=0.02                  # initial learning rate [FO hyperparams/multistep/config_cifar10_cce_rn34.json:30]
+LR_SCHEDULE=multistep    # multistep | cosine | linear-decay [FO traintools/coteachingtrain.py:131 lr_scheduler=None -> trainer/dynamic_coteach_trainer.py:97,283-285]
+MILESTONES=""            # PUBLISHED BUG reproduced: FINE_official's F-Coteaching never steps its lr scheduler (FO traintools/coteachingtrain.py:131, trainer/dynamic_coteach_trainer.py:97,283), so the lr stays constant; the intended schedule is one flag away: MILESTONES="40 80" (CIFAR-100: "80 120")
+GAMMA=0.01               # lr factor at each milestone
+WEIGHT_DECAY=0.001       # weight decay [FO hyperparams/multistep/config_cifar10_cce_rn34.json:32]
+VAL_SIZE=5000            # noisy validation split; the best epoch is chosen on it (0: none, test accuracy picks it) [FO data_loader/cifar10.py:64-80 train_val_split: int(50000*0.9/num_classes) per class for training, rest validation]
+WARMUP=42                # epochs on all data before the first selection round [FO trainer/dynamic_coteach_trainer.py:178]
+EVERY=10                 # epochs between selection rounds [FO scripts/sample_selection_based/f-coteaching.sh --every 10]
+P_THRESHOLD=0.5          # zeta: clean when the clean component's posterior exceeds it [FO trainer/dynamic_coteach_trainer.py:125-126]
+REFERENCE=previous       # samples defining each class direction: previous selection, or the whole class [FO trainer/dynamic_coteach_trainer.py:118-126]
+GMM_MAX_ITER=100         # EM iterations of FINE's per-class mixtures
+BN_AFTER_SELECTION=eval  # PUBLISHED BUG reproduced: FINE_official's F-Coteaching trains both networks in eval mode (frozen batch norm) after its first round (FO selection/util.py:56, trainer/dynamic_coteach_trainer.py:192); batch statistics are one flag away: BN_AFTER_SELECTION=train
 
-for SEED in $SEEDS; do
-  "$PYTHON" -m dynamic_selection.train --dataset cifar10 --data_path "$DATA_PATH" --output "$OUTPUT" \
-    --method f-coteaching --loss ce --seed "$SEED" \
-    --noise_kind "$NOISE_KIND" --noise_rate "$NOISE_RATE" --arch "$ARCH" --epochs "$EPOCHS" \
-    --batch_size "$BATCH_SIZE" --lr "$LR" --lr_schedule "$LR_SCHEDULE" --milestones $MILESTONES \
-    --gamma "$GAMMA" --weight_decay "$WEIGHT_DECAY" --val_size "$VAL_SIZE" --warmup "$WARMUP" \
-    --every "$EVERY" --threshold "$THRESHOLD" \
-    "$@"
-done
+run_trainer dynamic_selection "$@"

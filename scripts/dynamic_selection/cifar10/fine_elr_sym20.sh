@@ -1,38 +1,34 @@
 #!/usr/bin/env bash
-# FINE selection + early-learning regularisation (ELR) on CIFAR-10 with 20% symmetric label noise.
-# Usage (from anywhere): CUDA_VISIBLE_DEVICES=0 bash scripts/dynamic_selection/cifar10/fine_elr_sym20.sh [extra flags]
-# Defaults follow the paper's published recipe; edit the variables below. Extra flags are passed to the trainer.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
+# FINE sample selection (Kim et al. 2021: eigenvector alignment of penultimate features) with the ELR loss
+# on CIFAR-10, 20% symmetric label noise.
+# Usage: CUDA_VISIBLE_DEVICES=0 bash scripts/dynamic_selection/cifar10/fine_elr_sym20.sh [extra trainer flags]
+# Each variable below is the trainer flag of the same name in lower case (scripts/common.sh);
+# DATA_PATH, OUTPUT, SEEDS and PYTHON come from the environment. Tables: python -m engine.report runs
+source "$(dirname "${BASH_SOURCE[0]}")/../../common.sh"
 
-DATA_PATH=${DATA_PATH:-data}  # CIFAR python-pickle folders (bash scripts/download_cifar.sh data)
-OUTPUT=${OUTPUT:-runs}        # root of the run directories (tensorboard --logdir runs)
-SEEDS=${SEEDS:-"1 2 3"}       # one run per seed; each seed also draws its own noisy labels
-NOISE_KIND=sym                # sym (uniform over all classes) | asym (class map) | pairflip | instance
-NOISE_RATE=0.2                # fraction of training labels that are resampled or flipped
-ARCH=resnet34                 # ResNet-34 with a CIFAR stem (3x3 conv, no max-pool)
-EPOCHS=120                    # training epochs
-BATCH_SIZE=128                # mini-batch size
-LR=0.02                       # initial learning rate (SGD, momentum 0.9)
-LR_SCHEDULE=multistep         # multistep | cosine
-MILESTONES="40 80"            # epochs at which the lr is multiplied by GAMMA
-GAMMA=0.01                    # lr factor at each milestone
-WEIGHT_DECAY=0.001            # weight decay
-VAL_SIZE=5000                 # class-balanced noisy validation split; the best epoch is chosen on it
-WARMUP=50                     # epochs on all data before the first selection round
-EVERY=5                       # epochs between selection rounds
-THRESHOLD=0.5                 # zeta: clean if the posterior of the high-alignment component exceeds it
-ELR_BETA=0.7                  # target momentum
-ELR_LAMBDA=3.0                # regularisation weight
-# interpreter: $PYTHON if set, else the README's .venv, else python on PATH
-PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
+DATASET=cifar10
+METHOD=fine
+LOSS=elr
+NOISE_KIND=sym            # a fraction NOISE_RATE of the labels redrawn uniformly over all classes (true class included)
+NOISE_RATE=0.2            # noise rate r
+ARCH=resnet34             # network [FO hyperparams/multistep/config_cifar10_elr_rn34.json]
+INIT=pytorch              # pytorch (each layer's default) or kaiming (Kaiming-normal convolutions) [FO model/CIFAR_ResNet_Zoo.py:30-62]
+EPOCHS=120                # training epochs [FO hyperparams/multistep/config_cifar10_elr_rn34.json:54]
+BATCH_SIZE=128            # mini-batch size [FO hyperparams/multistep/config_cifar10_elr_rn34.json:17]
+OPTIMIZER=sgd             # sgd (momentum 0.9) or adam [FO hyperparams/multistep/config_cifar10_elr_rn34.json]
+LR=0.02                   # initial learning rate [FO hyperparams/multistep/config_cifar10_elr_rn34.json:30]
+LR_SCHEDULE=multistep     # multistep | cosine | linear-decay [FO hyperparams/multistep/config_cifar10_elr_rn34.json]
+MILESTONES="40 80"        # epochs at which multistep multiplies the lr by GAMMA [FO hyperparams/multistep/config_cifar10_elr_rn34.json:48]
+GAMMA=0.01                # lr factor at each milestone [FO hyperparams/multistep/config_cifar10_elr_rn34.json:49]
+WEIGHT_DECAY=0.001        # weight decay [FO hyperparams/multistep/config_cifar10_elr_rn34.json:32]
+VAL_SIZE=5000             # noisy validation split; the best epoch is chosen on it (0: none, test accuracy picks it) [FO data_loader/cifar10.py:64-80 train_val_split: int(50000*0.9/num_classes) per class for training, rest validation]
+WARMUP=50                 # epochs on all data before the first selection round [FO scripts/robust_loss/fine_dynamic_elr.sh]
+EVERY=5                   # epochs between selection rounds [FO scripts/robust_loss/fine_dynamic_elr.sh]
+P_THRESHOLD=0.5           # zeta: clean when the clean component's posterior exceeds it [FO utils/args.py:112-115]
+REFERENCE=previous        # samples defining each class direction: previous selection, or the whole class [FO trainer/dynamic_trainer.py:88-91]
+GMM_MAX_ITER=100          # EM iterations of FINE's per-class mixtures
+BN_AFTER_SELECTION=train  # batch norm while training on a selection: train (batch statistics) or eval (frozen)
+ELR_BETA=0.7              # ELR target momentum [FO hyperparams/multistep/config_cifar10_elr_rn34.json:39]
+ELR_LAMBDA=3.0            # ELR regularisation weight [FO hyperparams/multistep/config_cifar10_elr_rn34.json:40]
 
-for SEED in $SEEDS; do
-  "$PYTHON" -m dynamic_selection.train --dataset cifar10 --data_path "$DATA_PATH" --output "$OUTPUT" \
-    --method fine --loss elr --seed "$SEED" \
-    --noise_kind "$NOISE_KIND" --noise_rate "$NOISE_RATE" --arch "$ARCH" --epochs "$EPOCHS" \
-    --batch_size "$BATCH_SIZE" --lr "$LR" --lr_schedule "$LR_SCHEDULE" --milestones $MILESTONES \
-    --gamma "$GAMMA" --weight_decay "$WEIGHT_DECAY" --val_size "$VAL_SIZE" --warmup "$WARMUP" \
-    --every "$EVERY" --threshold "$THRESHOLD" --elr_beta "$ELR_BETA" --elr_lambda "$ELR_LAMBDA" \
-    "$@"
-done
+run_trainer dynamic_selection "$@"

@@ -1,35 +1,33 @@
 #!/usr/bin/env bash
-# FINE sample selection on mini-WebVision (first 50 classes of WebVision 1.0, Google images), InceptionResNetV2 from
-# scratch; tested on the WebVision validation set and the ILSVRC12 validation images of the same classes.
-# Usage (from anywhere): CUDA_VISIBLE_DEVICES=0 bash scripts/dynamic_selection/webvision/fine.sh [extra flags]
-# No FINE-only WebVision recipe was published; the schedule is the (F-)DivideMix WebVision one. Extra flags are passed
-# to the trainer.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
+# FINE sample selection (Kim et al. 2021: eigenvector alignment of penultimate features)
+# on mini-WebVision (first 50 classes of WebVision 1.0, Google images), its real label noise.
+# Usage: CUDA_VISIBLE_DEVICES=0 bash scripts/dynamic_selection/webvision/fine.sh [extra trainer flags]
+# Each variable below is the trainer flag of the same name in lower case (scripts/common.sh);
+# DATA_PATH, OUTPUT, SEEDS and PYTHON come from the environment. Tables: python -m engine.report runs
+source "$(dirname "${BASH_SOURCE[0]}")/../../common.sh"
 
-DATA_PATH=${DATA_PATH:-data/webvision}        # WebVision 1.0: info/, google/, val_images_256/
-IMAGENET_PATH=${IMAGENET_PATH:-data/imagenet}  # ILSVRC12 validation images in val/<wnid>/ folders
-OUTPUT=${OUTPUT:-runs}        # root of the run directories (tensorboard --logdir runs)
-SEEDS=${SEEDS:-"1 2 3"}       # one run per seed
-ARCH=inception_resnet_v2      # InceptionResNetV2 for 299x299 inputs, randomly initialised
-EPOCHS=80                     # training epochs (each a full pass over the ~66k training images)
-BATCH_SIZE=32                 # mini-batch size
-LR=0.01                       # initial learning rate (SGD, momentum 0.9)
-MILESTONES=40                 # epoch at which the lr is multiplied by GAMMA
-GAMMA=0.1                     # lr factor at the milestone
-WEIGHT_DECAY=5e-4             # weight decay
-VAL_SIZE=0                    # no split of the noisy training set; test sets are the two validation sets
-WARMUP=1                      # one epoch on all data before the first selection round
-EVERY=1                       # epochs between selection rounds
-THRESHOLD=0.5                 # zeta: clean if the posterior of the high-alignment component exceeds it
-# interpreter: $PYTHON if set, else the README's .venv, else python on PATH
-PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
+DATA_PATH=${DATA_PATH:-data/webvision}  # WebVision 1.0: info/, google/, val_images_256/
+IMAGENET_PATH=${IMAGENET_PATH:-data/imagenet}  # ILSVRC12 validation images in val/<wnid>/
+DATASET=webvision
+METHOD=fine
+LOSS=ce
+NOISE_KIND=real           # the labels the dataset comes with
+ARCH=inception_resnet_v2  # network
+INIT=pytorch              # pytorch (each layer's default) or kaiming (Kaiming-normal convolutions)
+EPOCHS=80                 # training epochs
+BATCH_SIZE=32             # mini-batch size
+OPTIMIZER=sgd             # sgd (momentum 0.9) or adam
+LR=0.01                   # initial learning rate
+LR_SCHEDULE=multistep     # multistep | cosine | linear-decay
+MILESTONES="40"           # epochs at which multistep multiplies the lr by GAMMA
+GAMMA=0.1                 # lr factor at each milestone
+WEIGHT_DECAY=0.0005       # weight decay
+VAL_SIZE=0                # noisy validation split; the best epoch is chosen on it (0: none, test accuracy picks it)
+WARMUP=1                  # epochs on all data before the first selection round
+EVERY=1                   # epochs between selection rounds
+P_THRESHOLD=0.5           # zeta: clean when the clean component's posterior exceeds it
+REFERENCE=previous        # samples defining each class direction: previous selection, or the whole class
+GMM_MAX_ITER=100          # EM iterations of FINE's per-class mixtures
+BN_AFTER_SELECTION=train  # batch norm while training on a selection: train (batch statistics) or eval (frozen)
 
-for SEED in $SEEDS; do
-  "$PYTHON" -m dynamic_selection.train --dataset webvision --data_path "$DATA_PATH" \
-    --imagenet_path "$IMAGENET_PATH" --output "$OUTPUT" --method fine --loss ce --seed "$SEED" --arch "$ARCH" \
-    --epochs "$EPOCHS" --batch_size "$BATCH_SIZE" --lr "$LR" --lr_schedule multistep --milestones $MILESTONES \
-    --gamma "$GAMMA" --weight_decay "$WEIGHT_DECAY" --val_size "$VAL_SIZE" --warmup "$WARMUP" --every "$EVERY" \
-    --threshold "$THRESHOLD" \
-    "$@"
-done
+run_trainer dynamic_selection "$@"

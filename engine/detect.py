@@ -2,7 +2,7 @@
 
 For users with features from any encoder (a pretrained network, CLIP, an embedding model)::
 
-    python -m fine.detect --features feats.npy --labels labels.npy --out detect_out [--clean_labels clean.npy]
+    python -m engine.detect --features feats.npy --labels labels.npy --out detect_out [--clean_labels clean.npy]
 
 ``feats.npy`` holds (N, D) floats, ``labels.npy`` (N,) integer (noisy) labels. Writes ``clean_indices.npy`` (S,)
 int64, ``scores.npy`` (N,) float32 FINE scores, ``clean_prob.npy`` (N,) float32 and ``summary.json`` to ``--out``;
@@ -23,7 +23,7 @@ from fine.selection import FITS, SCORES, VECTORS, fine_select, selection_metrics
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    """The flags of ``python -m fine.detect``."""
+    """The flags of ``python -m engine.detect``."""
     parser = argparse.ArgumentParser(description="FINE clean-sample detection on precomputed features",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--features", type=str, required=True, help=".npy file of (N, D) float features")
@@ -35,8 +35,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="number of classes K (default: largest label + 1)")
     parser.add_argument("--fit", type=str, default="gmm", choices=FITS,
                         help="per-class 2-component model fitted on the scores")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="a sample is clean when the posterior of the clean component exceeds it")
+    parser.add_argument("--p_threshold", type=float, default=0.5,
+                        help="zeta: a sample is clean when the posterior of the clean component exceeds it")
     parser.add_argument("--score", type=str, default="abs", choices=SCORES,
                         help="|<u, z/|z|>| (published code) or its square (paper)")
     parser.add_argument("--vector", type=str, default="eigen", choices=VECTORS,
@@ -83,8 +83,8 @@ def detect(args: argparse.Namespace) -> dict:
     if args.num_classes is not None and args.num_classes < 1:
         raise UserError(f"--num_classes must be at least 1, got {args.num_classes}")
     labels = _check_labels(labels, "--labels", n, args.num_classes)
-    if not 0.0 < args.threshold < 1.0:
-        raise UserError(f"--threshold {args.threshold} is outside (0, 1)")
+    if not 0.0 < args.p_threshold < 1.0:
+        raise UserError(f"--p_threshold {args.p_threshold} is outside (0, 1)")
     if not np.isfinite(features).all():
         raise UserError(f"--features holds {int((~np.isfinite(features)).sum())} NaN or Inf values; clean them "
                         f"before detection")
@@ -96,7 +96,7 @@ def detect(args: argparse.Namespace) -> dict:
     feats = torch.from_numpy(features.astype(np.float64 if features.dtype == np.float64 else np.float32))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sel = fine_select(feats, torch.from_numpy(labels), num_classes, fit=args.fit, threshold=args.threshold,
+        sel = fine_select(feats, torch.from_numpy(labels), num_classes, fit=args.fit, threshold=args.p_threshold,
                           score=args.score, vector=args.vector)
     for w in caught:
         print(f"warning: {w.message}")
@@ -108,7 +108,7 @@ def detect(args: argparse.Namespace) -> dict:
     np.save(out / "scores.npy", sel.scores.cpu().numpy().astype(np.float32))
     np.save(out / "clean_prob.npy", sel.clean_prob.cpu().numpy().astype(np.float32))
     summary = {"num_samples": n, "num_classes": num_classes, "selected": int(mask.sum()),
-               "options": {"fit": args.fit, "threshold": args.threshold, "score": args.score,
+               "options": {"fit": args.fit, "p_threshold": args.p_threshold, "score": args.score,
                            "vector": args.vector},
                "features": str(args.features), "labels": str(args.labels)}
     if clean is None:

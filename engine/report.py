@@ -1,14 +1,18 @@
 """Result tables over seeds from the trainers' run directories, and how one run's sample selection evolved.
 
-    python -m fine.report runs                    # every finished run below runs/ -> runs/report.md, runs/report.csv
-    python -m fine.report runs --reference        # with the published numbers (fine/published.csv) beside ours
-    python -m fine.report --selection runs/dynamic_selection/cifar10_sym0.5/fine_ce_fine_seed1_ab12cd
+    python -m engine.report runs                    # every finished run below runs/ -> runs/report.md, runs/report.csv
+    python -m engine.report runs --reference        # with the published numbers (engine/published.csv) beside ours
+    python -m engine.report --selection runs/dynamic_selection/cifar10_sym0.5/fine_ce_fine_seed1_ab12cd
 
-Rows are methods (trainer, method, loss, selector), columns are noise settings, one table per dataset and metric.
-A cell is the mean ± sample standard deviation (ddof 1) over seeds. ``fine/published.csv`` holds the published
+Rows are methods (trainer, method, loss, selector; named by the ``label`` each trainer writes into its summaries, in
+the papers' order of methods), columns are noise settings, one table per dataset and metric.
+A cell is the mean ± sample standard deviation (ddof 1) over seeds. ``engine/published.csv`` holds the published
 numbers: ``noise_rate`` is a fraction, or the label set's name for human noise (``worst``) and empty for real-world
-noise; ``metric`` is ``best`` or ``last`` test accuracy, ``reported`` for a number published without saying which
-(shown in the best-accuracy table), or ``top5``; ``verified`` is false for numbers taken from a secondary source.
+noise; ``metric`` is the protocol that produced the number: ``best`` (test accuracy at the best validation epoch),
+``max`` (the maximum over epochs of what the published code reports per epoch), ``last`` (the last epoch),
+``last10`` (the mean over the last 10 epochs), or ``top5`` (top-5 accuracy, not tabulated); ``verified`` is false
+for numbers taken from a secondary source. ``--reference`` puts a published number only beside ours of the same
+protocol.
 """
 from __future__ import annotations
 
@@ -29,27 +33,29 @@ from fine.selection import selection_metrics
 
 PUBLISHED = Path(__file__).with_name("published.csv")
 PUBLISHED_COLUMNS = ["method", "dataset", "noise_kind", "noise_rate", "metric", "value", "source", "verified"]
-REQUIRED_KEYS = ("trainer", "dataset", "noise_kind", "noise_rate", "method", "loss", "selector", "seed",
-                 "best_test_acc", "last_test_acc")
+REQUIRED_KEYS = ("trainer", "dataset", "noise_kind", "noise_rate", "method", "loss", "selector", "label", "seed",
+                 "best_test_acc", "max_test_acc", "last_test_acc", "last10_mean_test_acc")
 # metric name in report.csv -> how to read it from a summary.json
 METRICS = {
     "best_test_acc": lambda s: s["best_test_acc"],
+    "max_test_acc": lambda s: s["max_test_acc"],
     "last_test_acc": lambda s: s["last_test_acc"],
+    "last10_mean_test_acc": lambda s: s["last10_mean_test_acc"],
     "selection_precision": lambda s: (s.get("selection") or {}).get("precision"),
     "selection_recall": lambda s: (s.get("selection") or {}).get("recall"),
     "selection_f1": lambda s: (s.get("selection") or {}).get("f1"),
 }
-ACC_TABLES = {"best": ("best_test_acc", "Best test accuracy (%)", ("best", "reported")),
-              "last": ("last_test_acc", "Last test accuracy (%)", ("last",))}
+# --metric -> (summary field, table title); published numbers of the same protocol (``metric`` column) go beside it.
+ACC_TABLES = {"best": ("best_test_acc", "Test accuracy at the best validation epoch (%)"),
+              "max": ("max_test_acc", "Maximum test accuracy over epochs (%)"),
+              "last": ("last_test_acc", "Last-epoch test accuracy (%)"),
+              "last10": ("last10_mean_test_acc", "Mean test accuracy of the last 10 epochs (%)")}
+PROTOCOLS = (*ACC_TABLES, "top5")
 DATASET_ORDER = ("cifar10", "cifar100", "clothing1m", "webvision")
 KIND_ORDER = ("none", "sym", "asym", "pairflip", "instance", "human", "real")
-METHOD_ORDER = (("dynamic_selection", "standard"), ("dynamic_selection", "coteaching"),
-                ("dynamic_selection", "coteaching+"), ("dynamic_selection", "fine"),
-                ("dynamic_selection", "f-coteaching"), ("dividemix", "dividemix"))
-LOSS_ORDER = ("ce", "gce", "sce", "elr")
-SELECTOR_ORDER = (None, "loss-gmm", "fine", "small-loss")
-
-Group = tuple[str, str, str, str | None]  # (trainer, method, loss, selector)
+# Row order of the tables: method names as the papers print them (a label's base name, before " (" or " + ").
+ROW_ORDER = ("Standard", "Co-teaching", "Co-teaching+", "FINE", "F-Coteaching", "DivideMix", "F-DivideMix")
+Group = tuple[str, str, str, str | None, str]  # (trainer, method, loss, selector, label)
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class Stat:
 
 @dataclass(frozen=True)
 class Published:
-    """One published number from ``fine/published.csv``."""
+    """One published number from ``engine/published.csv``."""
 
     method: str
     setting: Setting
@@ -113,35 +119,20 @@ def setting_of(summary: dict[str, Any]) -> Setting:
 
 def group_of(summary: dict[str, Any]) -> Group:
     """The table row a run belongs to."""
-    return summary["trainer"], summary["method"], summary["loss"], summary["selector"]
+    return summary["trainer"], summary["method"], summary["loss"], summary["selector"], summary["label"]
 
 
 def method_label(group: Group) -> str:
-    """A readable name for a row, e.g. ``FINE + GCE``, ``F-DivideMix``, ``FINE (small-loss selector)``."""
-    trainer, method, loss, selector = group
-    plus_loss = "" if loss == "ce" else f" + {loss.upper()}"
-    if trainer == "dividemix" and method == "dividemix":
-        names = {"loss-gmm": "DivideMix", "fine": "F-DivideMix"}
-        return names.get(selector, f"DivideMix ({selector} selector)") + plus_loss
-    if trainer == "dynamic_selection":
-        if method == "standard":
-            return f"Standard ({loss.upper()})"
-        if method == "fine":
-            return "FINE" + plus_loss + ("" if selector == "fine" else f" ({selector} selector)")
-        names = {"f-coteaching": "F-Coteaching", "coteaching": "Co-teaching", "coteaching+": "Co-teaching+"}
-        if method in names:
-            return names[method] + plus_loss
-    return f"{method} ({trainer}, {loss}, {selector})"
+    """The row's readable name, e.g. ``FINE + GCE`` or ``F-DivideMix``, as the trainer wrote it in the summary."""
+    return group[4]
 
 
 def _group_sort_key(group: Group) -> tuple:
-    trainer, method, loss, selector = group
-
-    def rank(order: Sequence, item: Any) -> int:
-        return order.index(item) if item in order else len(order)
-
-    return (rank(METHOD_ORDER, (trainer, method)), trainer, method, rank(LOSS_ORDER, loss), loss,
-            rank(SELECTOR_ORDER, selector), str(selector))
+    """Rows in the papers' order of methods (:data:`ROW_ORDER`, by the label's base name), then by label."""
+    label = method_label(group)
+    base = label.split(" (")[0].split(" + ")[0]
+    rank = ROW_ORDER.index(base) if base in ROW_ORDER else len(ROW_ORDER)
+    return rank, label, tuple(str(v) for v in group[:4])
 
 
 def _dataset_sort_key(dataset: str) -> tuple:
@@ -213,8 +204,8 @@ def load_published(path: Path = PUBLISHED) -> list[Published]:
         rows = list(reader)
     out = []
     for line, row in enumerate(rows, start=2):
-        if row["verified"] not in ("true", "false") or row["metric"] not in ("best", "last", "reported", "top5"):
-            raise UserError(f"{path} line {line}: verified must be true/false and metric best/last/reported/top5")
+        if row["verified"] not in ("true", "false") or row["metric"] not in PROTOCOLS:
+            raise UserError(f"{path} line {line}: verified must be true/false and metric one of {', '.join(PROTOCOLS)}")
         rate_text = row["noise_rate"]
         try:
             rate, label = (float(rate_text), None) if rate_text else (None, None)
@@ -276,11 +267,11 @@ def _dataset_tables(dataset: str, cells: dict[tuple[Group, Setting], dict[str, S
     labels = [method_label(g) for g in groups]
     parts = []
     for metric in metrics:
-        field, title, ref_metrics = ACC_TABLES[metric]
+        field, title = ACC_TABLES[metric]
         most = _most_seeds([cells[k][field] for k in keys])
         refs: dict[tuple[str, Setting], list[Published]] = defaultdict(list)
         for p in published or []:
-            if p.setting in settings and p.metric in ref_metrics:
+            if p.setting in settings and p.metric == metric:
                 refs[(p.method, p.setting)].append(p)
                 shown.append(p)
         ref_settings = {s for _, s in refs}
@@ -301,9 +292,8 @@ def _dataset_tables(dataset: str, cells: dict[tuple[Group, Setting], dict[str, S
         notes = [f"Mean ± sample std over {most} seeds; (n=k) marks cells with fewer seeds."
                  if most > 1 else "One seed per cell: means only."]
         if ref_settings:
-            notes.append("(paper): published test accuracy; * = secondary source, not checked against the original "
-                         "paper" + ("; numbers published without a best/last distinction are shown here."
-                                    if metric == "best" else "."))
+            notes.append("(paper): published test accuracy of the same protocol; * = secondary source, not checked "
+                         "against the original paper.")
         parts.append(" ".join(notes) + "\n")
     most = _most_seeds([cells[k]["selection_precision"] for k in keys])
     rows = [[label] + [format_selection(cells[(g, s)], most) if (g, s) in cells else "-" for s in settings]
@@ -321,9 +311,9 @@ def render_markdown(root: str, summaries: list[dict[str, Any]], unfinished: list
     cells = aggregate(summaries)
     datasets = sorted({s.dataset for _, s in cells}, key=_dataset_sort_key)
     parts = [f"# Results below {root}\n",
-             f"{len(summaries)} finished runs, {len(unfinished)} unfinished skipped. Best test accuracy is the test "
-             f"accuracy at the best-validation epoch (DivideMix: the best test epoch); accuracies in %, selection "
-             f"metrics as fractions.\n"]
+             f"{len(summaries)} finished runs, {len(unfinished)} unfinished skipped. \"Best validation epoch\" is "
+             f"the epoch with the best (noisy) validation accuracy, or the best test epoch for runs without a "
+             f"validation split; accuracies in %, selection metrics as fractions.\n"]
     parts += duplicate_seeds(summaries)
     shown: list[Published] = []
     for dataset in datasets:
@@ -345,12 +335,12 @@ def write_csv(path: Path, summaries: list[dict[str, Any]]) -> None:
                          "std", "n"])
         for group, setting in sorted(cells, key=_cell_sort_key):
             for metric, stat in cells[(group, setting)].items():
-                writer.writerow([*("" if v is None else v for v in group), method_label(group), setting.dataset,
+                writer.writerow([*("" if v is None else v for v in group), setting.dataset,
                                  setting.name, metric, "" if stat.mean is None else repr(stat.mean),
                                  "" if stat.std is None else repr(stat.std), stat.n])
 
 
-def report(runs_dir: str, *, out: str | None = None, reference: bool = False, metric: str = "both") -> str:
+def report(runs_dir: str, *, out: str | None = None, reference: bool = False, metric: str = "all") -> str:
     """Read every finished run below ``runs_dir``, write ``report.md`` and ``report.csv`` into ``out``.
 
     Returns the Markdown text followed by lines naming skipped runs and the files written.
@@ -362,7 +352,7 @@ def report(runs_dir: str, *, out: str | None = None, reference: bool = False, me
     if not summaries:
         raise UserError(f"no finished run (summary.json with \"finished\": true) below {root} ({len(unfinished)} "
                         f"unfinished); pass the --output folder of a trainer after its runs have ended")
-    metrics = ["best", "last"] if metric == "both" else [metric]
+    metrics = ["best", "max", "last"] if metric == "all" else [metric]
     text = render_markdown(str(root), summaries, unfinished, metrics=metrics,
                            published=load_published() if reference else None)
     out_dir = Path(out) if out is not None else root
@@ -463,9 +453,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=str, default=None,
                         help="folder for report.md and report.csv (default: RUNS_DIR)")
     parser.add_argument("--reference", action="store_true",
-                        help="put the published numbers of fine/published.csv beside ours (* = secondary source)")
-    parser.add_argument("--metric", type=str, default="both", choices=("best", "last", "both"),
-                        help="which test-accuracy tables to show; report.csv always holds every metric")
+                        help="put the published numbers of engine/published.csv beside ours (* = secondary source)")
+    parser.add_argument("--metric", type=str, default="all", choices=(*ACC_TABLES, "all"),
+                        help="which test-accuracy table to show: best (at the best validation epoch), max (maximum "
+                             "over epochs, two-network runs the better network per epoch, as the published code), "
+                             "last, last10 (mean of the last 10 epochs, DivideMix's 'last'); all = best, max and "
+                             "last. report.csv always holds every metric")
     parser.add_argument("--selection", type=str, default=None, metavar="RUN_DIR",
                         help="instead of the tables: how one run's selection changed across its rounds "
                              "(RUN_DIR/selection/round_*.npz)")

@@ -1,4 +1,4 @@
-"""Run set-up shared by the trainers: device, seeding, the run directory and its ``args.json``."""
+"""The run directory: its name, its ``args.json``, the git commit it ran, and seeding."""
 from __future__ import annotations
 
 import argparse
@@ -13,19 +13,10 @@ import numpy as np
 import torch
 
 from fine.errors import UserError
-from fine.logger import write_json
+from engine.logger import write_json
 
 # Flags that change where or how a run executes, not what it computes: they stay out of the run's name.
-NON_DEFINING = frozenset({"output", "resume", "overwrite", "device", "workers", "data_path"})
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU; asking for CUDA without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was requested but no CUDA GPU is visible; use --device cpu or auto")
-    return torch.device(name)
+NON_DEFINING = frozenset({"output", "resume", "overwrite", "dry_run", "device", "workers", "data_path"})
 
 
 def seed_everything(seed: int) -> None:
@@ -47,8 +38,8 @@ def git_commit() -> str | None:
     return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def run_name(args: argparse.Namespace, fields: list[str]) -> str:
-    """``<dataset>_<noise>/<field values joined by '_'>_<hash>`` where the hash covers every defining argument.
+def run_name(args: argparse.Namespace, parts: list[str]) -> str:
+    """``<dataset>_<noise>/<parts joined by '_'>_seed<seed>_<hash>`` where the hash covers every defining argument.
 
     Two runs that differ in any hyperparameter get different directories; the readable part names the ones a reader
     looks for first.
@@ -63,17 +54,17 @@ def run_name(args: argparse.Namespace, fields: list[str]) -> str:
         noise = f"{args.noise_kind}{args.noise_rate:g}"
     if args.noise_file:
         noise = f"file-{Path(args.noise_file).stem}"
-    parts = [str(getattr(args, f)) for f in fields if getattr(args, f) is not None] + [f"seed{args.seed}", digest]
-    return f"{args.dataset}_{noise}/" + "_".join(parts)
+    dataset = f"{args.dataset}-{Path(args.data_path).stem}" if args.dataset in ("npz", "folder") else args.dataset
+    return f"{dataset}_{noise}/" + "_".join([*parts, f"seed{args.seed}", digest])
 
 
-def prepare_run_dir(args: argparse.Namespace, trainer: str, fields: list[str]) -> tuple[Path, bool]:
+def prepare_run_dir(args: argparse.Namespace, trainer: str, parts: list[str]) -> tuple[Path, bool]:
     """Create (or reopen with ``--resume``) the run directory and write ``args.json``.
 
     Returns ``(run_dir, resuming)`` where ``resuming`` says a checkpoint exists to continue from. An existing
     directory is refused unless ``--resume`` (continue it) or ``--overwrite`` (delete it) is given.
     """
-    run_dir = Path(args.output) / trainer / run_name(args, fields)
+    run_dir = Path(args.output) / trainer / run_name(args, parts)
     last = run_dir / "last.pt"
     if run_dir.exists():
         if args.overwrite:

@@ -9,16 +9,18 @@ from typing import Any
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from fine.atomic import atomic_write
 
-def _jsonable(value: Any) -> Any:
+
+def jsonable(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "item") and callable(value.item):
         return value.item()
     return value
@@ -53,7 +55,7 @@ class RunLogger:
 
     def epoch_row(self, row: dict[str, Any]) -> None:
         """Append one row (must hold ``epoch``) to ``metrics.jsonl`` and log its numeric fields to TensorBoard."""
-        row = _jsonable(row)
+        row = jsonable(row)
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         numeric = {k: v for k, v in row.items() if k != "epoch" and isinstance(v, (int, float)) and v is not None}
@@ -77,8 +79,6 @@ def _parse(line: str) -> dict | None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
-    tmp.replace(path)
+    """Write ``obj`` (tensors and numpy scalars converted, non-finite floats as null) as indented JSON, atomically."""
+    text = json.dumps(jsonable(obj), indent=2) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))

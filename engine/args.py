@@ -1,16 +1,19 @@
-"""Command-line flags shared by every trainer, defined once.
+"""Command-line flags shared by every trainer, defined once: a flag both trainers take means the same in both.
 
 Flags whose paper default depends on the dataset or method default to ``None`` here and are filled in by the
-trainer's recipe table before the run starts; the resolved values are printed and saved in ``args.json``.
+trainer's recipe table before the run starts; the resolved values are printed and saved in ``args.json``
+(``--dry_run`` prints them as JSON and stops).
 """
 from __future__ import annotations
 
 import argparse
 
 from data_loader import DATASETS, NOISE_KINDS, REAL_DATASETS
+from data_loader.user_data import npz_kind
 from fine.amp import AMP_MODES
 from fine.errors import UserError
-from fine.models import ARCHS
+from fine.models import ARCHS, INITS
+from fine.selection import FITS, SCORES, VECTORS, SelectorConfig
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +40,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                       help="use the noisy labels in this .npy file (aligned with the standard training order) "
                            "instead of generating them")
     data.add_argument("--noise_seed", type=int, default=None,
-                      help="seed of the label noise and the train/validation split (default: --seed)")
+                      help="seed of the label noise and the train/validation split (default: --seed, a fresh draw "
+                           "per seed; the published code used one fixed draw for every run: pass the same "
+                           "--noise_seed to all seeds to do the same)")
     data.add_argument("--imagenet_path", type=str, default=None,
                       help="webvision: ILSVRC12 folder (val/<wnid>/*.JPEG) for the second test set, top-1 and top-5")
     data.add_argument("--val_size", type=int, default=None,
@@ -46,6 +51,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--arch", type=str, default=None, choices=ARCHS, help="network (default per dataset)")
+    model.add_argument("--init", type=str, default=None, choices=INITS,
+                       help="weights of the CIFAR ResNets and the small CNN: pytorch (each layer's default, as the "
+                            "published FINE and DivideMix networks) or kaiming (Kaiming-normal convolutions, as the "
+                            "published Co-teaching trainers); default per recipe")
     model.add_argument("--pretrained", type=str, default=None,
                        help="resnet50 initial weights: 'imagenet' (torchvision's cached file, never downloaded at run "
                             "time), a state-dict file, or 'none' (default per recipe: imagenet on clothing1m)")
@@ -58,6 +67,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                             "training samples, all of them scored")
     model.add_argument("--batch_size", type=int, default=None, help="mini-batch size (default per recipe)")
     model.add_argument("--lr", type=float, default=None, help="initial learning rate (default per recipe)")
+    model.add_argument("--optimizer", type=str, default=None, choices=("sgd", "adam"),
+                       help="optimiser (default per recipe: sgd; adam for Co-teaching+)")
     model.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     model.add_argument("--weight_decay", type=float, default=None, help="weight decay (default per recipe)")
     model.add_argument("--lr_schedule", type=str, default=None, choices=("multistep", "cosine", "linear-decay"),
@@ -66,6 +77,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--milestones", type=int, nargs="*", default=None,
                        help="epochs at which multistep multiplies the lr by --gamma (default per recipe)")
     model.add_argument("--gamma", type=float, default=None, help="multistep lr factor (default per recipe)")
+    model.add_argument("--decay_start", type=int, default=None,
+                       help="linear-decay: epoch from which the lr falls linearly to 0 (and Adam's beta1 drops from "
+                            "0.9 to 0.1); default per recipe")
 
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=1, help="seed of initialisation, shuffling and augmentation")
@@ -79,6 +93,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                      help="continue the run in its directory from last.pt (a finished run is skipped, a missing "
                           "one is started)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing run directory and start again")
+    run.add_argument("--dry_run", action="store_true",
+                     help="print the resolved configuration (command line + recipe) as one JSON object and exit "
+                          "without loading data or touching the run directory")
 
 
 def add_speed_args(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +110,53 @@ def add_speed_args(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--data_on_gpu", type=str, default="auto", choices=("auto", "on", "off"),
                        help="hold the training images on the device as uint8 and augment whole batches there "
                             "(auto: on for CIFAR-sized in-memory datasets on CUDA)")
+
+
+def add_selector_args(parser: argparse.ArgumentParser, *, choices: tuple[str, ...], default: str | None,
+                      title: str) -> None:
+    """The selection-round flags: which detector, FINE's options, and the clean-probability threshold zeta."""
+    s = parser.add_argument_group(title)
+    s.add_argument("--selector", type=str, default=default, choices=choices,
+                   help="detector of each selection round: fine (FINE, Kim et al. 2021: eigenvector alignment of "
+                        "penultimate features), loss-gmm (DivideMix's mixture on the per-sample loss), small-loss "
+                        "(the --forget_rate largest losses of each class dropped)")
+    s.add_argument("--p_threshold", type=float, default=None,
+                   help="zeta: a sample is clean when the clean component's posterior exceeds it (default per "
+                        "recipe: 0.5)")
+    s.add_argument("--fit", type=str, default="gmm", choices=FITS,
+                   help="FINE: per-class 2-component model fitted on the scores: gmm (Gaussian mixture, as "
+                        "published), kmeans (2-means, hard split; FINE_official's KMeans variant), bmm (a beta "
+                        "mixture fitted by EM with a convergence test and split at --p_threshold; not a port of "
+                        "FINE_official's, whose split bound mixes normalised and raw scores)")
+    s.add_argument("--score", type=str, default="abs", choices=SCORES,
+                   help="FINE score: |<u, z/|z|>| as the published code, or the paper's squared alignment")
+    s.add_argument("--vector", type=str, default="eigen", choices=VECTORS,
+                   help="FINE class direction: top eigenvector of the class's gram matrix (published), or the "
+                        "normalised class mean (as FINE_official's unused eigen=False path, which no published run "
+                        "takes)")
+    s.add_argument("--gmm_max_iter", type=int, default=None,
+                   help="FINE: EM iterations of each class's mixture (default per recipe: 100, as FINE_official's "
+                        "selection/gmm.py:30; 10 in F-DivideMix, as its dividemix/Train_cifar.py:320)")
+    s.add_argument("--reference", type=str, default=None, choices=("previous", "class"),
+                   help="FINE: samples whose features define each class's direction in a network's features: "
+                        "previous = those the network trained on since the last round (FINE: its own previous "
+                        "selection; F-Coteaching and DivideMix: its peer's, as FINE_official's F-Coteaching), the "
+                        "whole class in the first round; class = always the whole class (default per recipe)")
+    s.add_argument("--aug_features", action="store_true",
+                   help="extract the selection features from augmented images (the published sample-selection "
+                        "code's behaviour; off by default: un-augmented images)")
+
+
+def selector_config(args: argparse.Namespace, *, keep_ratio: float | None = None) -> SelectorConfig:
+    """The :class:`fine.selection.SelectorConfig` the resolved flags describe."""
+    return SelectorConfig(kind=args.selector, threshold=args.p_threshold, fit=args.fit, score=args.score,
+                          vector=args.vector, max_iter=args.gmm_max_iter, keep_ratio=keep_ratio)
+
+
+def input_kind(args: argparse.Namespace) -> str:
+    """What the training inputs are, for the recipe tables: "image", or for ``--dataset npz`` what the file holds
+    ("image", "table" or "signal"; read from its header, the data is not loaded)."""
+    return npz_kind(args.data_path) if args.dataset == "npz" else "image"
 
 
 def fill_defaults(args: argparse.Namespace, recipe: dict) -> None:
@@ -126,3 +190,13 @@ def check_common_args(args: argparse.Namespace) -> None:
         raise UserError(f"--val_size must be 0 or more, got {args.val_size}")
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers must be 0 or more, got {args.workers}")
+    if args.decay_start is not None and args.decay_start < 0:
+        raise UserError(f"--decay_start must be 0 or more, got {args.decay_start}")
+
+
+def check_selector_args(args: argparse.Namespace) -> None:
+    """Refuse selector flags out of range (after the recipe has filled them)."""
+    if not 0.0 < args.p_threshold < 1.0:
+        raise UserError(f"--p_threshold {args.p_threshold} is outside (0, 1)")
+    if args.gmm_max_iter < 1:
+        raise UserError(f"--gmm_max_iter must be at least 1, got {args.gmm_max_iter}")
