@@ -15,15 +15,16 @@ from data_loader.cifar import load_cifar
 from data_loader.cifar_n import check_human_noise, load_cifar_n_labels
 from data_loader.clothing1m import clothing1m_transforms, load_clothing1m
 from data_loader.digits import load_digits_split
+from data_loader.fashion_mnist import load_fashion_mnist
 from data_loader.noise import load_or_make_noisy_labels
 from data_loader.transforms import Standardize, get_transforms, user_transforms
 from data_loader.user_data import load_user_data
 from data_loader.webvision import load_webvision, webvision_transforms
 from fine.errors import UserError
 
-DATASETS = ("cifar10", "cifar100", "digits", "clothing1m", "webvision", "folder", "npz")
+DATASETS = ("cifar10", "cifar100", "digits", "fashion_mnist", "clothing1m", "webvision", "folder", "npz")
 # Class counts of the fixed datasets; "folder" and "npz" (users' data) take theirs from the data.
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10, "clothing1m": 14, "webvision": 50}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10, "fashion_mnist": 10, "clothing1m": 14, "webvision": 50}
 USER_DATASETS = ("folder", "npz")
 # Datasets whose training labels are noisy as collected ("real" noise): no clean labels, no synthetic noise.
 REAL_DATASETS = ("clothing1m", "webvision")
@@ -195,11 +196,12 @@ def build_datasets(dataset: str, data_path: str | os.PathLike, *, noise_kind: st
     """Load ``dataset``, corrupt its training labels, and split off a validation set.
 
     The noisy labels are made (or read back) for the full standard training set, saved under
-    ``<data_path>/noisy_labels/`` (see :func:`data_loader.noise.load_or_make_noisy_labels`), so every method sees the
-    same labels for the same seed. With ``val_size > 0`` a class-balanced (by clean label) seeded split moves
-    ``val_size`` training samples, noisy labels included, to the validation set (FINE's sample-selection protocol,
-    45k/5k on CIFAR); ``val_size == 0`` (or None) trains on everything (DivideMix). Train and validation are
-    re-indexed from 0; validation and test use the test transform.
+    ``<data_path>/noisy_labels/``, or in the user cache when the data folder cannot be written (see
+    :func:`data_loader.noise.load_or_make_noisy_labels`), so every method sees the same labels for the same seed.
+    With ``val_size > 0`` a class-balanced (by clean label) seeded split moves ``val_size`` training samples, noisy
+    labels included, to the validation set (FINE's sample-selection protocol, 45k/5k on CIFAR); ``val_size == 0`` (or
+    None) trains on everything (DivideMix). Train and validation are re-indexed from 0; validation and test use the
+    test transform.
 
     ``noise_kind="human"`` reads the CIFAR-N label set ``noise_label`` (:mod:`data_loader.cifar_n`) instead of making
     labels; the clean labels stay the CIFAR ones. ``"folder"`` and ``"npz"`` read a user's data
@@ -213,7 +215,9 @@ def build_datasets(dataset: str, data_path: str | os.PathLike, *, noise_kind: st
     Parameters
     ----------
     dataset : one of ``DATASETS``.
-    data_path : folder with the data files and the ``noisy_labels/`` folder (``npz``: the .npz file).
+    data_path : folder with the data files and the ``noisy_labels/`` folder (``npz``: the .npz file;
+        ``fashion_mnist``: the four idx files, directly or in ``FashionMNIST/raw/``, see
+        :mod:`data_loader.fashion_mnist`; ``digits``: only the ``noisy_labels/`` folder).
     noise_kind, noise_rate, seed, noise_file : see :func:`data_loader.noise.make_noisy_labels`; ``seed`` also seeds the
         validation split.
     val_size : number of validation samples, a multiple of the class count.
@@ -252,7 +256,12 @@ def build_datasets(dataset: str, data_path: str | os.PathLike, *, noise_kind: st
                                          images=train_images, noise_file=noise_file)
     else:
         num_classes, kind = NUM_CLASSES[dataset], "image"
-        data = load_cifar(dataset, data_path) if dataset.startswith("cifar") else load_digits_split()
+        if dataset == "digits":
+            data = load_digits_split()
+        elif dataset == "fashion_mnist":
+            data = load_fashion_mnist(data_path)
+        else:
+            data = load_cifar(dataset, data_path)
         clean_train, train_images = data.train_labels, data.train_images
         test_images, test_labels = data.test_images, data.test_labels
         train_transform, test_transform = get_transforms(dataset)

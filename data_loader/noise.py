@@ -1,13 +1,15 @@
 """Synthetic label noise: seeded pure generators, a summary, and the saved label files every run reuses.
 
 Every generator draws from a local ``np.random.default_rng(seed)``, so the same ``(labels, kind, rate, seed)`` always
-gives the same noisy labels. :func:`load_or_make_noisy_labels` saves them once under ``<root>/noisy_labels/`` and every
-later run (any method, any trainer) reads the same file back.
+gives the same noisy labels. :func:`load_or_make_noisy_labels` saves them once under ``<root>/noisy_labels/`` (or, for
+a data folder that cannot be written, under the user's cache: :func:`label_cache_root`) and every later run (any
+method, any trainer) reads the same file back.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,14 @@ NOISE_KINDS = ("none", "sym", "asym", "pairflip", "instance", "human", "real")
 CIFAR10_ASYM = {9: 1, 2: 0, 3: 5, 5: 3, 4: 7}
 # Digits: pairs a hand-written digit is commonly mistaken for (1<->7, 3<->8, 5->6, 9->4); 0, 2, 4, 6 keep their label.
 DIGITS_ASYM = {1: 7, 7: 1, 3: 8, 8: 3, 5: 6, 9: 4}
-ASYM_DATASETS = ("cifar10", "cifar100", "digits")
+# Fashion-MNIST (0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, 5 Sandal, 6 Shirt, 7 Sneaker, 8 Bag,
+# 9 Ankle boot): each source goes to the class it is most often mistaken for, read off the test-set confusion matrix of
+# a pixel-space 5-NN (50 principal components; per 1000 images of the true class): Shirt->T-shirt 165, T-shirt->Shirt
+# 116, Coat->Pullover 113, Pullover->Coat 107, Sandal->Sneaker 62, Sneaker->Ankle boot 47. As on CIFAR-10, each target
+# has one source and some classes never flip: Trouser and Bag (rarely mistaken), Dress and Ankle boot (their top
+# confusions, T-shirt 42 and Sneaker 36, would give those targets a second source).
+FASHION_MNIST_ASYM = {0: 6, 6: 0, 2: 4, 4: 2, 5: 7, 7: 9}
+ASYM_DATASETS = ("cifar10", "cifar100", "digits", "fashion_mnist")
 
 INSTANCE_RATE_STD = 0.1  # std of the per-sample flip rate q_i ~ N(r, 0.1^2) truncated to [0, 1] (Xia et al. 2020)
 _INSTANCE_CHUNK = 4096  # samples per chunk of the instance-noise projection, bounding its memory
@@ -43,7 +52,7 @@ def asym_class_map(dataset: str | None, num_classes: int) -> np.ndarray:
         CIFAR-100 uses 20 blocks of 5 consecutive ids: ``c`` goes to the next id of its block, the last wrapping to the
         first (``4 -> 0``).
     """
-    expected = {"cifar10": 10, "cifar100": 100, "digits": 10}
+    expected = {"cifar10": 10, "cifar100": 100, "digits": 10, "fashion_mnist": 10}
     if dataset not in expected:
         raise UserError(f"asym noise has no class map for dataset {dataset!r}; use one of {', '.join(ASYM_DATASETS)} "
                         f"or --noise_kind sym/pairflip/instance")
@@ -52,7 +61,7 @@ def asym_class_map(dataset: str | None, num_classes: int) -> np.ndarray:
     classes = np.arange(num_classes, dtype=np.int64)
     if dataset == "cifar100":
         return classes // 5 * 5 + (classes + 1) % 5
-    mapping = CIFAR10_ASYM if dataset == "cifar10" else DIGITS_ASYM
+    mapping = {"cifar10": CIFAR10_ASYM, "digits": DIGITS_ASYM, "fashion_mnist": FASHION_MNIST_ASYM}[dataset]
     target = classes.copy()
     target[list(mapping)] = list(mapping.values())
     return target
@@ -143,7 +152,8 @@ def make_noisy_labels(clean_labels: np.ndarray, kind: str, rate: float, *, num_c
       true class included, so the realised flip rate is about ``r * (K - 1) / K``.
     - ``asym``: for every source class c of the dataset's map (:func:`asym_class_map`), exactly ``round(r * n_c)``
       samples of c, chosen uniformly, get the mapped class; other classes keep their labels. Maps: CIFAR-10 9->1, 2->0,
-      3->5, 5->3, 4->7; CIFAR-100 next id within blocks of 5 consecutive ids; digits 1->7, 7->1, 3->8, 8->3, 5->6, 9->4.
+      3->5, 5->3, 4->7; CIFAR-100 next id within blocks of 5 consecutive ids; digits 1->7, 7->1, 3->8, 8->3, 5->6, 9->4;
+      Fashion-MNIST 0->6, 6->0, 2->4, 4->2, 5->7, 7->9.
     - ``pairflip``: each sample independently becomes ``(y + 1) mod K`` with probability r.
     - ``instance`` (Xia et al. 2020): sample i flips with its own probability q_i ~ N(r, 0.1^2) truncated to [0, 1], so
       the mean flip rate is r (slightly pulled towards 0.5 within ~0.1 of the ends). The inputs are flattened and
@@ -235,6 +245,36 @@ def noisy_label_path(root: str | os.PathLike, dataset: str, kind: str, rate: flo
     return Path(root) / "noisy_labels" / f"{dataset}_{kind}_{rate:g}_seed{seed}.npy"
 
 
+def label_cache_root(root: str | os.PathLike) -> Path:
+    """Where the labels of a data folder that cannot be written go: ``<cache>/fine/<absolute root>``.
+
+    ``<cache>`` is ``$XDG_CACHE_HOME``, else ``~/.cache``. Mirroring the data folder's absolute path gives every data
+    folder its own labels (two user data sets never share a file), e.g. ``/usr/share/datasets/fashion-mnist`` ->
+    ``~/.cache/fine/usr/share/datasets/fashion-mnist/noisy_labels/``.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    absolute = Path(root).resolve()
+    return cache / "fine" / absolute.relative_to(absolute.anchor)
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` can be written, or created: its nearest existing ancestor grants write access."""
+    folder = folder.absolute()
+    while not folder.exists():
+        folder = folder.parent
+    return os.access(folder, os.W_OK)
+
+
+def _label_file(root: str | os.PathLike, dataset: str, kind: str, rate: float, seed: int) -> Path:
+    """The saved labels of one setting: under ``root`` if the file is there, else under :func:`label_cache_root` if
+    the file is there, else under ``root`` if it can be written, else under the cache."""
+    path = noisy_label_path(root, dataset, kind, rate, seed)
+    if path.exists():
+        return path
+    cached = noisy_label_path(label_cache_root(root), dataset, kind, rate, seed)
+    return cached if cached.exists() or not _writable(path.parent) else path
+
+
 def load_or_make_noisy_labels(clean_labels: np.ndarray, *, dataset: str, kind: str, rate: float, seed: int,
                               num_classes: int, root: str | os.PathLike, inputs: np.ndarray | None = None,
                               noise_file: str | os.PathLike | None = None) -> tuple[np.ndarray, dict]:
@@ -245,11 +285,15 @@ def load_or_make_noisy_labels(clean_labels: np.ndarray, *, dataset: str, kind: s
     read back by every later call with the same arguments. A saved or supplied file that does not fit the data set
     (length, label range) is refused.
 
+    A data folder that cannot be written (a system package's ``/usr/share/datasets/...``, a read-only mount) is left
+    untouched: its labels are saved under :func:`label_cache_root` instead, with a note on stderr, and read back from
+    there. Labels already saved under ``<root>/noisy_labels/`` are always read from there.
+
     Parameters
     ----------
     clean_labels : (N,) int array, the training set in its standard order.
     dataset, kind, rate, seed, num_classes, inputs : as in :func:`make_noisy_labels`.
-    root : data folder; the labels go to ``<root>/noisy_labels/``.
+    root : data folder; the labels go to ``<root>/noisy_labels/`` (the cache if it cannot be written).
     noise_file : a user's ``.npy`` file of N labels aligned with the standard order; ``kind``/``rate`` are then ignored.
 
     Returns
@@ -273,15 +317,19 @@ def load_or_make_noisy_labels(clean_labels: np.ndarray, *, dataset: str, kind: s
         labels = clean.copy()
         info = {"kind": "none", "rate": 0.0, "seed": seed, "label_file": None, "reused": False}
     else:
-        path = noisy_label_path(root, dataset, kind, rate, seed)
+        path = _label_file(root, dataset, kind, rate, seed)
         meta_path = path.with_suffix(".json")
         reused = path.exists()
+        in_cache = path != noisy_label_path(root, dataset, kind, rate, seed)
+        if in_cache and not reused and os.environ.get("RANK", "0") == "0":  # torchrun's rank: one note per run
+            print(f"note: {Path(root)} cannot be written, so the noisy labels are saved to {path} and later runs read "
+                  f"them from there", file=sys.stderr)
         if reused:
             labels = _load_label_file(path, n, num_classes, dataset, "delete it to regenerate the labels")
         else:
             labels = make_noisy_labels(clean, kind, rate, num_classes=num_classes, seed=seed, dataset=dataset,
                                        inputs=inputs)
-        if not meta_path.exists() or not reused:
+        if not reused or (not meta_path.exists() and _writable(meta_path.parent)):
             path.parent.mkdir(parents=True, exist_ok=True)
             meta = {"dataset": dataset, "kind": kind, "rate": rate, "seed": seed, "num_samples": n,
                     "num_classes": num_classes, **noise_summary(clean, labels, num_classes)}

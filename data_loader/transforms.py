@@ -10,15 +10,20 @@ from torchvision.transforms import v2
 from fine.errors import UserError
 
 # Per-channel mean and std of the training images scaled to [0, 1]. Digits: computed once on the fixed 1,437-image
-# training split of data_loader/digits.py (tests/test_datasets.py checks them).
+# training split of data_loader/digits.py; Fashion-MNIST: on its 60,000 training images (tests/test_datasets.py and
+# tests/test_fashion_mnist.py check them).
 NORMALIZATION = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
     "digits": ((0.3056,), (0.3760,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
 }
-# Random-crop size and zero padding of the training augmentation, and whether it flips horizontally (digits are not
-# mirror-symmetric, so they do not).
-AUGMENTATION = {"cifar10": (32, 4, True), "cifar100": (32, 4, True), "digits": (8, 1, False)}
+# Random-crop size and zero padding of the training augmentation, and whether it flips horizontally. Digits are not
+# mirror-symmetric, so they do not flip. Fashion-MNIST does: a mirrored garment, bag or shoe is still one of its class
+# (no class is told apart by its orientation); its items are scaled to touch the 28x28 frame, so the shifts stay
+# within 2 pixels.
+AUGMENTATION = {"cifar10": (32, 4, True), "cifar100": (32, 4, True), "digits": (8, 1, False),
+                "fashion_mnist": (28, 2, True)}
 
 
 Transform = Callable[[torch.Tensor], torch.Tensor]

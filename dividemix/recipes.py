@@ -32,6 +32,12 @@ _BASE = {
     "webvision": dict(arch="inception_resnet_v2", init="pytorch", epochs=81, batch_size=32, lr=0.01,
                       weight_decay=5e-4, lr_schedule="multistep", milestones=[40], gamma=0.1, val_size=0, warmup=1,
                       alpha=0.5, unlabelled="ignore"),
+    # Fashion-MNIST (no published run): on the CPU a small CNN on draws of --num_batches 30 (about 75 s an epoch on 2
+    # cores), on a GPU PreAct ResNet-18 on full epochs.
+    "fashion_mnist-cpu": dict(arch="small_cnn", init="kaiming", epochs=12, batch_size=64, num_batches=30, lr=0.02,
+                              weight_decay=5e-4, lr_schedule="multistep", milestones=[9], gamma=0.1, val_size=0,
+                              warmup=3),
+    "fashion_mnist-cuda": dict(_CIFAR, epochs=100, milestones=[50], warmup=10),
     # Users' images: the CIFAR-10 recipe.
     "folder": dict(_CIFAR, warmup=10),
     # Tables and 1-D signals in a user's .npz: an MLP or a small 1-D CNN (their two "views" are identical, since such
@@ -62,12 +68,13 @@ LAMBDA_U = {
 _DIGITS_LAMBDA_U = 25.0
 
 
-def lambda_u_default(dataset: str, noise_kind: str, noise_rate: float, kind: str = "image") -> float | None:
+def lambda_u_default(dataset: str, noise_kind: str, noise_rate: float, variant: str = "") -> float | None:
     """The published lambda_u of this setting (any setting for digits), or None when the paper gives none."""
-    if dataset == "digits":
-        return _DIGITS_LAMBDA_U
-    if kind != "image":  # tables and signals (see _BASE["npz-table"])
+    if dataset == "npz" and variant:  # tables and signals (see _BASE["npz-table"])
         return 0.0
+    if dataset in ("digits", "fashion_mnist"):  # Fashion-MNIST: CIFAR-10's value where there is one
+        default = None if noise_rate is None else LAMBDA_U.get(("cifar10", noise_kind, round(noise_rate, 4)))
+        return _DIGITS_LAMBDA_U if dataset == "digits" or default is None else default
     if noise_kind == "real":  # Clothing1M and WebVision: no unlabelled loss
         return 0.0
     if noise_rate is None:
@@ -75,19 +82,19 @@ def lambda_u_default(dataset: str, noise_kind: str, noise_rate: float, kind: str
     return LAMBDA_U.get((dataset, noise_kind, round(noise_rate, 4)))
 
 
-def recipe(dataset: str, noise_kind: str, noise_rate: float, kind: str = "image", selector: str = "loss-gmm") -> dict:
-    """The defaults for one (dataset, label noise, selector) setting; ``kind`` (image, table, signal) picks the recipe
-    of a user's .npz.
+def recipe(dataset: str, noise_kind: str, noise_rate: float, variant: str = "", selector: str = "loss-gmm") -> dict:
+    """The defaults for one (dataset, label noise, selector) setting; ``variant`` (:func:`engine.args.recipe_variant`)
+    picks among a dataset's recipes (a user's .npz of tables or signals, Fashion-MNIST on the CPU or a GPU).
 
     At 90% symmetric noise DivideMix raises the clean-probability threshold to 0.6 and averages the normalised
     per-sample loss over the last 5 epochs before fitting its mixture (DM Train_cifar.py:178-183 and README). Its
     warm-up adds the confidence penalty under asymmetric noise (:132-136).
     """
     extreme = noise_kind == "sym" and noise_rate is not None and noise_rate >= 0.9
-    base = _BASE[f"npz-{kind}" if dataset == "npz" and kind != "image" else dataset]
+    base = _BASE[f"{dataset}-{variant}" if variant else dataset]
     out = dict({"alpha": 4.0, "optimizer": "sgd", "reference": "class", "unlabelled": "mix",
                 "warmup_penalty": "on" if noise_kind == "asym" else "off", "gmm_max_iter": 100}, **base,
-               lambda_u=lambda_u_default(dataset, noise_kind, noise_rate, kind), p_threshold=0.6 if extreme else 0.5,
+               lambda_u=lambda_u_default(dataset, noise_kind, noise_rate, variant), p_threshold=0.6 if extreme else 0.5,
                loss_history=5 if extreme else 1)
     if selector == "fine":
         out.update(_F_DIVIDEMIX.get(dataset, {}), gmm_max_iter=_F_DIVIDEMIX_GMM_MAX_ITER)

@@ -36,7 +36,7 @@ from dividemix.mixmatch import (co_guess, co_refine, linear_rampup, mixup, neg_e
                                 uniform_prior_penalty, unlabelled_mse)
 from dividemix.recipes import recipe
 from engine.args import (add_common_args, add_selector_args, add_speed_args, check_selector_args, fill_defaults,
-                         input_kind, selector_config)
+                         recipe_variant, selector_config)
 from engine.loop import Run, Trainer, fit
 from fine.amp import autocast
 from fine.distributed import all_reduce_sum, local_module, print0
@@ -79,7 +79,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     """Check the flags and fill unset ones from the paper's recipe."""
     if args.selector == "fine" and args.loss_history is not None:
         raise UserError("--loss_history applies to --selector loss-gmm only; drop it")
-    fill_defaults(args, recipe(args.dataset, args.noise_kind, args.noise_rate, input_kind(args), args.selector))
+    fill_defaults(args, recipe(args.dataset, args.noise_kind, args.noise_rate, recipe_variant(args), args.selector))
     if args.lambda_u is None:
         raise UserError(f"DivideMix publishes no lambda_u for {args.dataset} {args.noise_kind} noise "
                         f"{args.noise_rate:g}; pass --lambda_u (e.g. 25)")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from data_loader.sampling import balanced_epoch_indices, balanced_subset
 from dynamic_selection.recipes import recipe
 from engine.args import (add_common_args, add_selector_args, add_speed_args, check_selector_args, fill_defaults,
-                         input_kind, selector_config)
+                         recipe_variant, selector_config)
 from engine.data import TrainData
 from engine.loop import Run, Trainer, fit
 from fine.amp import autocast
@@ -99,7 +99,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         raise UserError("--forget_rate applies to coteaching, coteaching+ or --selector small-loss")
     if args.method != "coteaching+" and args.init_epochs is not None:
         raise UserError("--init_epochs applies to --method coteaching+ only")
-    fill_defaults(args, recipe(args.dataset, args.method, args.loss, input_kind(args), args.noise_kind))
+    fill_defaults(args, recipe(args.dataset, args.method, args.loss, recipe_variant(args), args.noise_kind))
     unused = ({"selector", "warmup", "every", "p_threshold", "gmm_max_iter", "reference", "bn_after_selection"}
               if not selecting else set())
     if args.method not in ("coteaching", "coteaching+"):

@@ -11,6 +11,7 @@ import argparse
 from data_loader import DATASETS, NOISE_KINDS, REAL_DATASETS
 from data_loader.user_data import npz_kind
 from fine.amp import AMP_MODES
+from fine.distributed import resolve_device
 from fine.errors import UserError
 from fine.models import ARCHS, INITS
 from fine.selection import FITS, SCORES, VECTORS, SelectorConfig
@@ -153,10 +154,16 @@ def selector_config(args: argparse.Namespace, *, keep_ratio: float | None = None
                           vector=args.vector, max_iter=args.gmm_max_iter, keep_ratio=keep_ratio)
 
 
-def input_kind(args: argparse.Namespace) -> str:
-    """What the training inputs are, for the recipe tables: "image", or for ``--dataset npz`` what the file holds
-    ("image", "table" or "signal"; read from its header, the data is not loaded)."""
-    return npz_kind(args.data_path) if args.dataset == "npz" else "image"
+def recipe_variant(args: argparse.Namespace) -> str:
+    """Which of a dataset's recipes applies, for the recipe tables: for ``--dataset npz`` what the file holds
+    ("table", "signal"; read from its header, the data is not loaded; "" for images), for Fashion-MNIST the device
+    ("cpu": a small CNN in minutes, "cuda": PreAct ResNet-18), else ""."""
+    if args.dataset == "npz":
+        kind = npz_kind(args.data_path)
+        return "" if kind == "image" else kind
+    if args.dataset == "fashion_mnist":
+        return resolve_device(args.device).type if resolve_device(args.device).type == "cuda" else "cpu"
+    return ""
 
 
 def fill_defaults(args: argparse.Namespace, recipe: dict) -> None:

@@ -1,4 +1,5 @@
-"""Tiny CIFAR-10/100 data sets written in the real python-pickle layout, for tests of loaders and trainers.
+"""Tiny CIFAR-10/100 data sets written in the real python-pickle layout (and Fashion-MNIST ones in the real idx
+format, :func:`write_fashion_mnist`), for tests of loaders and trainers.
 
 The files have the originals' names, keys (bytes, e.g. ``b'data'``, ``b'labels'``/``b'fine_labels'``) and encodings
 (uint8 rows of 3072 values in CHW order, labels as Python int lists), pickled with protocol 2. Usage::
@@ -9,6 +10,8 @@ The files have the originals' names, keys (bytes, e.g. ``b'data'``, ``b'labels'`
 """
 from __future__ import annotations
 
+import gzip
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +108,59 @@ def synthetic_features(n: int, d: int, c: int, noise: float, spread: float, seed
     noisy[flip] = (true[flip] + rng.integers(1, c, flip.sum())) % c
     feats = dirs[true] * rng.uniform(0.5, 1.5, (n, 1)) + spread * rng.normal(size=(n, d)) / np.sqrt(d)
     return torch.from_numpy(feats.astype(np.float32)), torch.from_numpy(noisy), torch.from_numpy(noisy == true)
+
+
+@dataclass
+class FashionArrays:
+    """Contents of a Fashion-MNIST fixture: ``*_images`` (N, 28, 28) uint8, ``*_labels`` (N,) int64."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+def fashion_arrays(*, n_train: int, n_test: int, seed: int) -> FashionArrays:
+    """The random images and labels a Fashion-MNIST fixture with these arguments holds (labels balanced as in
+    :func:`cifar_arrays`)."""
+    rng = np.random.default_rng(seed)
+    train_labels = rng.permutation(np.arange(n_train) % 10).astype(np.int64)
+    test_labels = rng.permutation(np.arange(n_test) % 10).astype(np.int64)
+    return FashionArrays(train_images=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+                         train_labels=train_labels,
+                         test_images=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), test_labels=test_labels)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array in the idx format (magic 0x0000080N with N dimensions, big-endian uint32 sizes, the
+    bytes row-major), gzipped when ``path`` ends in ``.gz``."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    content = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.write_bytes(gzip.compress(content) if path.suffix == ".gz" else content)
+
+
+def write_fashion_mnist(root: str | Path, *, n_train: int = 60, n_test: int = 20, seed: int = 0, gz: bool = True,
+                        torchvision_layout: bool = False) -> Path:
+    """Write the four Fashion-MNIST idx files of ``fashion_arrays(...)``; returns ``root`` (the ``--data_path``).
+
+    The files go into ``root`` itself (the Debian package's layout) or, with ``torchvision_layout``, into
+    ``root/FashionMNIST/raw``; named ``*-idx?-ubyte.gz`` (gzipped) or ``*-idx?-ubyte``.
+    """
+    root = Path(root)
+    folder = root / "FashionMNIST" / "raw" if torchvision_layout else root
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = fashion_arrays(n_train=n_train, n_test=n_test, seed=seed)
+    suffix = ".gz" if gz else ""
+    for prefix, images, labels in (("train", arrays.train_images, arrays.train_labels),
+                                   ("t10k", arrays.test_images, arrays.test_labels)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels.astype(np.uint8))
+    return root
+
+
+def deny_writes_below(monkeypatch, folder: Path) -> None:
+    """Make ``os.access`` refuse write access below ``folder``, as for a read-only mount (tests may run as root, whom
+    mode bits do not stop)."""
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: (not (mode & os.W_OK and Path(path).is_relative_to(folder))
+                                                          and access(path, mode)))

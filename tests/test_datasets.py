@@ -15,6 +15,7 @@ from data_loader import (
     load_digits_split,
     make_noisy_labels,
 )
+from data_loader.transforms import AUGMENTATION
 from fine.errors import UserError
 from tests.fixtures import cifar_arrays, write_cifar10, write_cifar100
 
@@ -158,7 +159,7 @@ def test_noisy_dataset_item_and_transform_contract():
 @pytest.mark.parametrize("dataset", tuple(NORMALIZATION))  # datasets with fixed transforms
 def test_transforms_train_augments_test_is_deterministic(dataset):
     train_t, test_t = get_transforms(dataset)
-    channels, size = (1, 8) if dataset == "digits" else (3, 32)
+    channels, size = len(NORMALIZATION[dataset][0]), AUGMENTATION[dataset][0]
     x = torch.randint(0, 256, (channels, size, size), dtype=torch.uint8)
     mean, std = (torch.tensor(v).view(-1, 1, 1) for v in NORMALIZATION[dataset])
     assert torch.allclose(test_t(x), (x.float() / 255 - mean) / std, atol=1e-5)

@@ -1,17 +1,21 @@
-"""Label noise: realised rates and transitions per kind, determinism, saved label files, error messages."""
+"""Label noise: realised rates and transitions per kind, determinism, saved label files (a read-only data folder's in
+the user cache), error messages."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from data_loader.noise import (
     asym_class_map,
+    label_cache_root,
     load_or_make_noisy_labels,
     make_noisy_labels,
     noise_summary,
     noisy_label_path,
 )
 from fine.errors import UserError
+from tests.fixtures import deny_writes_below
 
 
 def balanced_labels(n: int, k: int, seed: int = 0) -> np.ndarray:
@@ -42,7 +46,7 @@ def test_sym_relabels_exactly_round_rN_uniformly_over_all_classes():
     assert abs((noisy[chosen] == clean[chosen]).mean() - 0.1) < 0.015
 
 
-@pytest.mark.parametrize("dataset,k", [("cifar10", 10), ("digits", 10), ("cifar100", 100)])
+@pytest.mark.parametrize("dataset,k", [("cifar10", 10), ("digits", 10), ("fashion_mnist", 10), ("cifar100", 100)])
 def test_asym_flips_exactly_round_r_nc_per_source_class_to_its_mapped_class(dataset, k):
     clean = np.random.default_rng(1).integers(0, k, size=50 * k + 7)  # unequal class sizes
     rate = 0.4
@@ -64,6 +68,8 @@ def test_asym_maps():
                                                               9: 1}
     assert dict(enumerate(asym_class_map("digits", 10))) == {0: 0, 1: 7, 2: 2, 3: 8, 4: 4, 5: 6, 6: 6, 7: 1, 8: 3,
                                                              9: 4}
+    assert dict(enumerate(asym_class_map("fashion_mnist", 10))) == {0: 6, 1: 1, 2: 4, 3: 3, 4: 2, 5: 7, 6: 0, 7: 9,
+                                                                    8: 8, 9: 9}
     c100 = asym_class_map("cifar100", 100)
     assert c100[:10].tolist() == [1, 2, 3, 4, 0, 6, 7, 8, 9, 5]
     assert c100[95:].tolist() == [96, 97, 98, 99, 95]
@@ -187,6 +193,39 @@ def test_none_kind_writes_no_file(tmp_path):
                                              root=tmp_path)
     assert np.array_equal(labels, clean) and info["label_file"] is None and info["noise_rate"] == 0.0
     assert not (tmp_path / "noisy_labels").exists()
+
+
+def test_read_only_root_saves_to_the_user_cache_with_a_note(tmp_path, monkeypatch, capsys):
+    data, cache = tmp_path / "ro" / "data", tmp_path / "cache"
+    data.mkdir(parents=True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    deny_writes_below(monkeypatch, tmp_path / "ro")
+    clean = balanced_labels(300, 10)
+    kw = dict(dataset="cifar10", kind="asym", rate=0.4, seed=1, num_classes=10, root=data)
+    labels, info = load_or_make_noisy_labels(clean, **kw)
+    cached = cache / "fine" / data.resolve().relative_to("/")
+    assert label_cache_root(data) == cached
+    assert info["label_file"] == str(noisy_label_path(cached, "cifar10", "asym", 0.4, 1)) and not info["reused"]
+    assert Path(info["label_file"]).with_suffix(".json").is_file() and not any(data.iterdir())
+    note = capsys.readouterr().err
+    assert note.count("\n") == 1 and f"{data} cannot be written" in note and info["label_file"] in note
+    assert np.array_equal(labels, make_noisy_labels(clean, "asym", 0.4, num_classes=10, seed=1, dataset="cifar10"))
+    again, info2 = load_or_make_noisy_labels(clean, **kw)
+    assert info2["reused"] and info2["label_file"] == info["label_file"] and np.array_equal(again, labels)
+    assert capsys.readouterr().err == ""
+    # Another read-only folder gets its own labels: a user data set named alike never reuses these.
+    other = load_or_make_noisy_labels(clean, **{**kw, "root": tmp_path / "ro" / "other"})[1]
+    assert not other["reused"] and other["label_file"] != info["label_file"]
+
+
+def test_labels_saved_in_the_data_folder_win_over_the_cache(tmp_path, monkeypatch):
+    clean = balanced_labels(100, 10)
+    kw = dict(dataset="digits", kind="sym", rate=0.5, seed=0, num_classes=10, root=tmp_path / "data")
+    shipped = load_or_make_noisy_labels(clean, **kw)[1]["label_file"]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    deny_writes_below(monkeypatch, tmp_path / "data")
+    info = load_or_make_noisy_labels(clean, **kw)[1]
+    assert info["label_file"] == shipped and info["reused"] and not (tmp_path / "cache").exists()
 
 
 @pytest.mark.parametrize("bad,words", [(np.zeros(499, dtype=np.int64), "500 samples"),
