@@ -129,6 +129,7 @@ class _Killed(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_uninterrupted_run(tmp_path, monkeypatch):
     # 3 epochs with a 2-epoch loss history: the resumed run must also restore the loss-GMM's history.
     extra = ["--epochs", "3", "--loss_history", "2"]

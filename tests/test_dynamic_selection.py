@@ -265,6 +265,7 @@ def test_diverging_run_stops_with_a_clear_message(tmp_path, monkeypatch):
     assert ckpt["state"]["epoch"] == 0  # the last good checkpoint is kept
 
 
+@pytest.mark.slow
 def test_demo_claim_fine_beats_standard_on_digits(tmp_path):
     """scripts/demo.sh's claim for one seed: at 50% symmetric noise FINE ends >= 10 points above standard."""
     common = ["--noise_kind", "sym", "--noise_rate", "0.5", "--seed", "1", "--batch_size", "64", "--device", "cpu",

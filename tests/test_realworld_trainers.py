@@ -12,6 +12,8 @@ from fine.errors import UserError
 from tests.test_clothing1m import write_clothing1m
 from tests.test_webvision import write_webvision
 
+pytestmark = pytest.mark.slow
+
 # Tiny and fast: a small CNN on the real transforms' 224/299-pixel crops, no pretrained weights.
 SMALL = ["--arch", "small_cnn", "--pretrained", "none", "--batch_size", "4", "--device", "cpu"]
 

@@ -18,6 +18,8 @@ import torch.distributed as dist
 
 from engine.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow
+
 
 def free_port() -> int:
     with socket.socket() as s:
