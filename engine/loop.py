@@ -40,8 +40,8 @@ from engine.optim import EpochSchedule, build_optimizer
 from engine.rounds import log_round, save_selection_round, selection_quality
 from engine.rundir import prepare_run_dir, print_args, seed_everything
 from fine.amp import configure_backends, grad_scaler, prepare_model, unwrap_model
-from fine.distributed import (ShardedSampler, World, cleanup, init_distributed, on_main, print0, shard_indices,
-                              wrap_ddp)
+from fine.distributed import (ShardedSampler, World, broadcast_buffers, cleanup, init_distributed, on_main, print0,
+                              shard_indices, wrap_ddp)
 from fine.errors import UserError
 from fine.evaluation import evaluation_loader, predict, topk_accuracy
 from fine.features import extract_features
@@ -263,6 +263,7 @@ def fit(trainer_cls: type[Trainer], args: argparse.Namespace) -> dict:
         trainer.train_epoch(epoch, row, order, augment)
         for loss in trainer.losses or []:  # each process updated its shard's per-sample state (ELR)
             loss.synchronize()
+        broadcast_buffers([unwrap_model(m) for m in nets.models])  # every process evaluates rank 0's model
         if row["train/loss"] is not None and not math.isfinite(row["train/loss"]):
             raise UserError(f"training diverged at epoch {epoch} (loss {row['train/loss']}); the last good "
                             f"checkpoint is {run_dir / 'last.pt'}; lower --lr and start again")

@@ -152,6 +152,23 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+def broadcast_buffers(models: list[nn.Module], src: int = 0) -> None:
+    """Give every process rank ``src``'s buffers (batch-norm running statistics) of each model, in place.
+
+    DDP broadcasts them before each training forward, so after the last step of an epoch each rank holds the statistics
+    its own last batch left; broadcasting them afterwards makes every rank evaluate and extract features with one
+    model, the one rank 0 checkpoints, so a resumed run continues exactly. No-op in a plain run.
+    """
+    if not is_distributed():
+        return
+    for model in models:
+        for buffer in model.buffers():
+            wire = buffer.to(_comm_device())
+            dist.broadcast(wire, src=src)
+            if wire is not buffer:
+                buffer.copy_(wire)
+
+
 def cleanup() -> None:
     """Leave the process group, if one was started."""
     if dist.is_available() and dist.is_initialized():

@@ -16,8 +16,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import SubsetRandomSampler, TensorDataset
 
-from fine.distributed import (ShardedSampler, all_reduce_sum, broadcast_object, cleanup, gather_by_index,
-                              init_distributed, is_main_process, print0, shard_indices)
+from fine.distributed import (ShardedSampler, all_reduce_sum, broadcast_buffers, broadcast_object, cleanup,
+                              gather_by_index, init_distributed, is_main_process, print0, shard_indices)
 from fine.errors import UserError
 from fine.losses import build_loss
 from fine.selection import (SelectorConfig, class_grams, eigvecs_from_grams, fine_select, fine_select_distributed,
@@ -104,6 +104,11 @@ def run_checks(rank: int) -> dict:
         out[f"train_epoch{epoch}"] = shard_indices(SUBSET, world_size=WORLD, rank=rank, shuffle=True, pad=True,
                                                    generator_seed=5 + epoch).tolist()
     out["eval"] = shard_indices(SUBSET, world_size=WORLD, rank=rank, shuffle=False, pad=False).tolist()
+
+    norm = torch.nn.BatchNorm1d(3)
+    norm.running_mean.fill_(rank + 1.0)  # what each rank's last training batch would leave
+    broadcast_buffers([norm])
+    out["buffers"] = (norm.running_mean.clone(), int(norm.num_batches_tracked))
 
     model, dataset = predict_case()
     loader = evaluation_loader(dataset, batch_size=4, num_workers=0, pin_memory=False)
@@ -329,6 +334,11 @@ def test_two_ranks_gather_by_index(ranks) -> None:
     for r in ranks:
         assert torch.equal(r["gather_rows"], rows) and torch.equal(r["gather_flags"], flags)
         assert torch.equal(r["gather_uneven"], rows)
+
+
+def test_two_ranks_evaluate_rank_zeros_batch_norm_statistics(ranks) -> None:
+    for r in ranks:
+        assert r["buffers"][0].tolist() == [1.0, 1.0, 1.0] and r["buffers"][1] == 0
 
 
 def test_two_ranks_elr_memory_synchronizes_to_one_process(ranks) -> None:
