@@ -165,8 +165,9 @@ def test_two_process_dividemix_warms_up_and_trains_once(tmp_path):
 @pytest.mark.parametrize("selector", ["loss-gmm", "fine"])
 def test_two_process_dividemix_split_equals_one_process(tmp_path, selector):
     """With no warm-up the first split comes from the seeded initial networks, the same in both runs: the two
-    processes, each extracting half the training set, must make the split one process makes."""
-    flags = ["--warmup", "0", "--epochs", "1", "--selector", selector, "--noise_kind", "sym", "--noise_rate", "0.4"]
+    processes, each extracting half of a network's draw of 8 x 64 samples, must make the split one process makes."""
+    flags = ["--warmup", "0", "--epochs", "1", "--selector", selector, "--noise_kind", "sym", "--noise_rate", "0.4",
+             "--num_batches", "8"]
     proc = torchrun(tmp_path, *flags, trainer="dividemix")
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = subprocess.run([sys.executable, "-m", "dividemix.train", "--dataset", "digits", "--device", "cpu",
