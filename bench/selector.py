@@ -24,6 +24,7 @@ import multiprocessing as mp
 import statistics
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,9 @@ _CHUNK = 65536
 
 def make_features(n: int, d: int, c: int, noise: float, seed: int,
                   spread: float = 2.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Synthetic penultimate features, written in chunks so that the peak memory is the (n, d) matrix itself.
+    """Synthetic penultimate features, written in chunks so that the peak memory is the (n, d) matrix itself plus a
+    chunk per thread; the chunks are drawn in parallel (torch's threads), each from its own seeded generator, so the
+    result does not depend on the number of threads.
 
     Returns features (n, d) float32, noisy labels (n,), is_clean (n,) bool (symmetric noise, true class included).
     """
@@ -48,10 +51,14 @@ def make_features(n: int, d: int, c: int, noise: float, seed: int,
     flip = torch.rand(n, generator=g) < noise
     noisy[flip] = torch.randint(0, c, (int(flip.sum()),), generator=g)
     features = torch.empty(n, d)
-    for start in range(0, n, _CHUNK):
+
+    def fill(start: int) -> None:
         rows = true[start:start + _CHUNK]
+        chunk = torch.Generator().manual_seed(seed * 1_000_003 + start)
         features[start:start + len(rows)] = torch.relu(prototypes[rows] + spread * torch.randn(len(rows), d,
-                                                                                              generator=g))
+                                                                                              generator=chunk))
+    with ThreadPoolExecutor(torch.get_num_threads()) as pool:
+        list(pool.map(fill, range(0, n, _CHUNK)))
     return features, noisy, noisy == true
 
 
