@@ -161,7 +161,7 @@ CUDA_TESTS=(tests/test_cuda.py tests/test_amp.py::test_fp16_on_cuda tests/test_f
             tests/test_mixture.py::test_gmm_on_cuda_matches_cpu tests/test_selection.py::test_cuda_matches_cpu)
 wanted env && run_step env 30 "environment" "$PY" -m bench.gpu_report env "$OUT/env.json"
 
-timings() {  # one at a time, on a quiet machine
+timings() {  # one at a time, on a quiet machine; the compiled variant, the slowest to warm up, last
   if wanted throughput; then
     if [ "$MODE" = full ]; then
       throughput fp32 75 "epochs fp32" --dividemix_batches 0
@@ -171,6 +171,12 @@ timings() {  # one at a time, on a quiet machine
       skip_step throughput-bf16 "epochs bf16" "the smoke check times one variant"
     fi
     throughput bf16-cl 75 "epochs bf16 + channels_last, DivideMix epoch" --amp bf16 --channels_last "${DM[@]}"
+  fi
+  if wanted selector; then
+    run_step selector 150 "fine_select on the GPU beside the CPU" \
+      "$PY" -m bench.selector --skip-reference "${SEL[@]}" --json "$OUT/json/selector.json"
+  fi
+  if wanted throughput; then
     if [ "$MODE" = full ]; then
       throughput bf16-cl-compile 150 "epochs bf16 + channels_last + compile" --amp bf16 --channels_last --compile \
         --dividemix_batches 0
@@ -178,10 +184,6 @@ timings() {  # one at a time, on a quiet machine
       skip_step throughput-bf16-cl-compile "epochs bf16 + channels_last + compile" \
         "torch.compile takes minutes on a CPU"
     fi
-  fi
-  if wanted selector; then
-    run_step selector 150 "fine_select on the GPU beside the CPU" \
-      "$PY" -m bench.selector --skip-reference "${SEL[@]}" --json "$OUT/json/selector.json"
   fi
 }
 throughput() {  # throughput NAME LIMIT DESCRIPTION FLAGS...

@@ -48,9 +48,10 @@ def environment() -> dict:
                   "cuda_available": torch.cuda.is_available()}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
+        nccl = torch.cuda.nccl.version()  # a tuple in recent torch, an int in older ones
         info.update(gpu=props.name, gpu_count=torch.cuda.device_count(), capability=f"{props.major}.{props.minor}",
                     gpu_memory_gib=round(props.total_memory / 2**30, 1), bf16=torch.cuda.is_bf16_supported(),
-                    nccl=".".join(map(str, torch.cuda.nccl.version())))
+                    nccl=".".join(map(str, nccl)) if isinstance(nccl, tuple) else str(nccl))
     else:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             info["bf16"] = (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16

@@ -42,15 +42,21 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
+@pytest.fixture(autouse=True)
+def default_backend_flags():
+    """A trainer run switches on cuDNN autotuning and TF32 for the whole process (``fine.amp.configure_backends``);
+    put the flags back after each test, so that later tests in this process compare at float32 precision."""
+    flags = torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    yield
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
 @pytest.fixture
 def fp32_convolutions(monkeypatch):
     """Exact float32 convolutions and matmuls on the GPU (no TF32), also inside a trainer's run, so that CUDA
-    outputs match the CPU's to float32 rounding."""
-    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    outputs match the CPU's to float32 rounding (:func:`default_backend_flags` restores the flags)."""
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     monkeypatch.setattr(loop, "configure_backends", lambda device: None)
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
 
 
 def free_port() -> int:
