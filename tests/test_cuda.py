@@ -80,6 +80,7 @@ def _nccl_worker(_: int, port: int) -> None:
     """Body of the spawned process: join a 1-process NCCL group as torchrun would, then check each collective,
     SyncBatchNorm under DDP and the distributed selection against their known results."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    torch.backends.cudnn.allow_tf32 = False  # float32 convolutions: the BatchNorm copies must agree closely
     world = init_distributed("cuda")
     try:
         cuda = world.device
@@ -106,7 +107,7 @@ def _nccl_worker(_: int, port: int) -> None:
         assert isinstance(ddp, nn.parallel.DistributedDataParallel) and isinstance(ddp.module[1], nn.SyncBatchNorm)
         batch = torch.randn(8, 3, 6, 6, device=cuda)
         out_plain, out_sync = plain(batch), ddp(batch)
-        torch.testing.assert_close(out_sync, out_plain, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out_sync, out_plain, rtol=1e-4, atol=1e-5)
         out_plain.square().sum().backward()
         out_sync.square().sum().backward()
         torch.testing.assert_close(ddp.module[0].weight.grad, plain[0].weight.grad, rtol=1e-4, atol=1e-4)
