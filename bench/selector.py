@@ -2,12 +2,14 @@
 
     python -m bench.selector                 # N=50k, D=512, C=10 and 100, plus a Clothing1M-sized round
     python -m bench.selector --skip-large    # without the 1M x 2048 round (8 GB of features)
+    python -m bench.selector --skip-reference --json out.json   # CPU and GPU only, figures to a file
 
 Features are ReLU(class prototype + Gaussian noise) with symmetric label noise. Per setting it prints the seconds per
 round of ``fine.selection.fine_select`` (median over rounds after a warm-up round) and of the published recipe (full
 SVD of each class's feature matrix, a per-sample Python loop for the scores, one scikit-learn GaussianMixture per
 class with tol 1e-6 and max_iter 100; run once), their ratio, the agreement of the two clean masks, and the peak
-memory each needs beyond the feature matrix.
+memory each needs beyond the feature matrix. Where CUDA is present (and not ``--no-cuda``) ``fine_select`` is timed
+on the GPU beside the CPU, with the agreement of the two masks.
 
 Memory method: every measurement runs in a fresh subprocess that loads the libraries (a tiny warm-up selection),
 builds the features, then resets the kernel's peak-RSS counter (``/proc/self/clear_refs``) and reads the peak
@@ -17,10 +19,12 @@ scikit-learn's allocations alike. On CUDA it is ``torch.cuda.max_memory_allocate
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import statistics
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +38,9 @@ _CHUNK = 65536
 
 def make_features(n: int, d: int, c: int, noise: float, seed: int,
                   spread: float = 2.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Synthetic penultimate features, written in chunks so that the peak memory is the (n, d) matrix itself.
+    """Synthetic penultimate features, written in chunks so that the peak memory is the (n, d) matrix itself plus a
+    chunk per thread; the chunks are drawn in parallel (torch's threads), each from its own seeded generator, so the
+    result does not depend on the number of threads.
 
     Returns features (n, d) float32, noisy labels (n,), is_clean (n,) bool (symmetric noise, true class included).
     """
@@ -45,10 +51,14 @@ def make_features(n: int, d: int, c: int, noise: float, seed: int,
     flip = torch.rand(n, generator=g) < noise
     noisy[flip] = torch.randint(0, c, (int(flip.sum()),), generator=g)
     features = torch.empty(n, d)
-    for start in range(0, n, _CHUNK):
+
+    def fill(start: int) -> None:
         rows = true[start:start + _CHUNK]
+        chunk = torch.Generator().manual_seed(seed * 1_000_003 + start)
         features[start:start + len(rows)] = torch.relu(prototypes[rows] + spread * torch.randn(len(rows), d,
-                                                                                              generator=g))
+                                                                                              generator=chunk))
+    with ThreadPoolExecutor(torch.get_num_threads()) as pool:
+        list(pool.map(fill, range(0, n, _CHUNK)))
     return features, noisy, noisy == true
 
 
@@ -147,11 +157,15 @@ def _memory(result: dict) -> str:
             f"({result['extra'] / result['feature_bytes']:.2f}x the feature matrix)")
 
 
-def report(n: int, d: int, c: int, args: argparse.Namespace, reference: bool) -> None:
+def report(n: int, d: int, c: int, args: argparse.Namespace, reference: bool) -> dict:
+    """Measure and print one setting; returns its figures (seconds per round on the CPU and, where CUDA is present
+    and not ``--no-cuda``, on the GPU; the published recipe's with ``reference``)."""
     print(f"\nN={n:,} D={d} C={c} (sym noise {args.noise}, features {n * d * 4 / MIB:,.0f} MiB, "
           f"torch threads {torch.get_num_threads()})", flush=True)
     ours = measure("fine", n, d, c, args)
     t_ours = statistics.median(ours["seconds"])
+    figures = {"n": n, "d": d, "c": c, "cpu_s": t_ours, "cpu_f1": ours["f1"], "reference_s": None,
+               "reference_agree": None, "gpu_s": None, "gpu_agree": None, "gpu_extra_mib": None}
     print(f"  fine_select (CPU):  {t_ours:.3f} s/round (median of {len(ours['seconds'])} after a warm-up; "
           f"all: {', '.join(f'{s:.3f}' for s in ours['seconds'])}), {_memory(ours)}; F1 vs true clean "
           f"{ours['f1']:.4f}", flush=True)
@@ -159,14 +173,18 @@ def report(n: int, d: int, c: int, args: argparse.Namespace, reference: bool) ->
         ref = measure("published", n, d, c, args)
         t_ref = ref["seconds"][0]
         agree = (ours["mask"] == ref["mask"]).mean()
+        figures.update(reference_s=t_ref, reference_agree=float(agree))
         print(f"  published recipe:   {t_ref:.3f} s/round (one run), {_memory(ref)}; F1 vs true clean "
               f"{ref['f1']:.4f}")
         print(f"  speed-up {t_ref / t_ours:.1f}x; clean masks agree on {100 * agree:.3f}% of samples", flush=True)
     if args.cuda and torch.cuda.is_available():
         gpu = measure("fine", n, d, c, args, device="cuda")
-        print(f"  fine_select (CUDA): {statistics.median(gpu['seconds']):.4f} s/round, peak extra GPU memory "
-              f"{gpu['extra'] / MIB:.1f} MiB; masks agree with CPU on "
-              f"{100 * (gpu['mask'] == ours['mask']).mean():.3f}%", flush=True)
+        t_gpu = statistics.median(gpu["seconds"])
+        agree = (gpu["mask"] == ours["mask"]).mean()
+        figures.update(gpu_s=t_gpu, gpu_agree=float(agree), gpu_extra_mib=gpu["extra"] / MIB)
+        print(f"  fine_select (CUDA): {t_gpu:.4f} s/round ({t_ours / t_gpu:.1f}x the CPU), peak extra GPU memory "
+              f"{gpu['extra'] / MIB:.1f} MiB; masks agree with CPU on {100 * agree:.3f}%", flush=True)
+    return figures
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -180,18 +198,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic features and labels")
     parser.add_argument("--skip-reference", action="store_true", help="do not run the published recipe")
     parser.add_argument("--skip-large", action="store_true",
-                        help="skip the Clothing1M-sized round (N=1,000,000, D=2048, C=14: 8 GB of features)")
+                        help="skip the Clothing1M-sized round (--large; 8 GB of features by default)")
+    parser.add_argument("--large", type=int, nargs=3, default=[1_000_000, 2048, 14], metavar=("N", "D", "C"),
+                        help="size of the Clothing1M-sized round (2 timed rounds, no published recipe)")
     parser.add_argument("--no-cuda", dest="cuda", action="store_false", help="skip the CUDA timings")
+    parser.add_argument("--json", type=str, default=None, help="also write every setting's figures to this file")
     return parser
 
 
 def main() -> None:
     args = get_args_parser().parse_args()
-    for c in args.classes:
-        report(args.num_samples, args.dim, c, args, reference=not args.skip_reference)
+    settings = [report(args.num_samples, args.dim, c, args, reference=not args.skip_reference) for c in args.classes]
     if not args.skip_large:
         large = argparse.Namespace(**{**vars(args), "rounds": 2})
-        report(1_000_000, 2048, 14, large, reference=False)
+        settings.append(report(*args.large, large, reference=False))
+    if args.json:
+        Path(args.json).write_text(json.dumps(settings, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """The benchmark scripts run end to end on tiny CPU settings and print the figures they promise."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,12 +20,22 @@ def run_module(*argv: str) -> str:
     return proc.stdout
 
 
-def test_train_throughput_prints_both_paths_and_the_selection_round():
-    out = run_module("bench.train_throughput", "--device", "cpu", "--num_samples", "96", "--batch_size", "32")
+def test_train_throughput_prints_both_paths_and_the_selection_round(tmp_path):
+    out = run_module("bench.train_throughput", "--device", "cpu", "--num_samples", "96", "--batch_size", "32",
+                     "--arch", "small_cnn", "--dividemix_batches", "1", "--json", str(tmp_path / "figures.json"))
     assert re.search(r"batches only, TensorLoader\s+[\d.]+ s\s+\d+ img/s\s+\([\d.]+x the standard path\)", out)
     assert re.search(r"standard DataLoader epoch\s+[\d.]+ s\s+\d+ img/s", out)
     assert re.search(r"TensorLoader epoch\s+[\d.]+ s\s+\d+ img/s\s+\([\d.]+x the standard path\)", out)
-    assert re.search(r"selection round\s+[\d.]+ s\s+\(features [\d.]+ s \+ fine_select [\d.]+ s\) = [\d.]+ of a", out)
+    assert re.search(r"selection round\s+[\d.]+ s\s+\(features [\d.]+ s \+ select_samples [\d.]+ s\) = [\d.]+ of a",
+                     out)
+    # 96 samples: a labelled half of 48 in batches of 32 is 2 MixMatch steps per network, 1 of them timed
+    assert re.search(r"DivideMix epoch\s+[\d.]+ s\s+\(2 networks x 2 MixMatch steps, extrapolated from 1 of 2 steps "
+                     r"per network\); its 2 selection rounds [\d.]+ s = [\d.]+ of it", out)
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["num_samples"] == 96 and figures["arch"] == "small_cnn" and figures["amp"] == "off"
+    assert figures["round_s"] == pytest.approx(figures["extract_s"] + figures["select_s"])
+    assert figures["speedup"] == pytest.approx(figures["dataloader_epoch_s"] / figures["tensor_epoch_s"])
+    assert figures["dividemix"]["steps_timed"] == 1 and figures["dividemix"]["steps_per_epoch"] == 2
 
 
 def test_selector_bench_compares_with_the_published_recipe():
