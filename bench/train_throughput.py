@@ -149,7 +149,7 @@ def main(args: argparse.Namespace) -> dict:
                                                              else 0)
     if n < args.batch_size:
         raise UserError(f"--num_samples {n} is smaller than --batch_size {args.batch_size}; raise it")
-    configure_backends(device)
+    configure_backends(device, args.amp)
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)

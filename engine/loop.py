@@ -245,7 +245,7 @@ def fit(trainer_cls: type[Trainer], args: argparse.Namespace) -> dict:
 
     # The networks and the method, freshly initialised or restored from last.pt.
     seed_everything(args.seed)
-    configure_backends(world.device)
+    configure_backends(world.device, args.amp)
     nets = build_networks(args, trainer_cls.num_networks(args), bundle.num_classes, tuple(bundle.test[0][0].shape),
                           world)
     run = Run(args, world, data, run_dir, nets, resident, logger=None, state=_fresh_state())

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import ContextManager
 
 import torch
@@ -74,13 +75,26 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def configure_backends(device: torch.device) -> None:
-    """Fast kernels on CUDA: cuDNN autotuning (fixed input sizes) and TF32 matmuls and convolutions.
+def configure_backends(device: torch.device, amp: str = "off") -> None:
+    """Fast kernels on CUDA: cuDNN autotuning (fixed input sizes), TF32 convolutions (PyTorch's default), and TF32
+    matmuls only under mixed precision (``amp`` bf16 or fp16): a float32 run keeps float32 matmuls.
 
-    Changes process-wide settings; does nothing on other devices.
+    Changes process-wide settings; does nothing on other devices. The selector computes its scores in float32
+    whatever these flags say (:func:`exact_float32`).
     """
     if torch.device(device).type != "cuda":
         return
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = amp != "off"
+
+
+@contextlib.contextmanager
+def exact_float32() -> Iterator[None]:
+    """Float32 matmuls without TF32 inside the block (the process-wide flag is put back afterwards)."""
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fine.amp import exact_float32
 from fine.distributed import all_reduce_sum, gather_by_index, is_distributed, is_main_process
 from fine.mixture import MixtureFit, fit_gmm, fit_mixture, pad_groups
 
@@ -295,9 +296,10 @@ def alignment_scores(features: torch.Tensor, labels: torch.Tensor, vectors: torc
     vectors = vectors.to(device=features.device, dtype=features.dtype)
     labels = labels.to(device=features.device, dtype=torch.int64)
     dots = torch.empty(features.shape[0], dtype=features.dtype, device=features.device)
-    for start in range(0, features.shape[0], _SCORE_CHUNK):
-        block = slice(start, start + _SCORE_CHUNK)
-        dots[block] = (features[block] @ vectors.T).gather(1, labels[block].unsqueeze(1)).squeeze(1)
+    with exact_float32():  # a TF32 product would move scores near a class's split by ~1e-3
+        for start in range(0, features.shape[0], _SCORE_CHUNK):
+            block = slice(start, start + _SCORE_CHUNK)
+            dots[block] = (features[block] @ vectors.T).gather(1, labels[block].unsqueeze(1)).squeeze(1)
     if normalize:
         norms = torch.linalg.vector_norm(features, dim=1) if norms is None else norms
         dots = dots / norms.clamp_min(torch.finfo(features.dtype).tiny)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from fine.amp import autocast, configure_backends, grad_scaler, prepare_model, unwrap_model
+from fine.amp import autocast, configure_backends, exact_float32, grad_scaler, prepare_model, unwrap_model
 from fine.errors import UserError
 from fine.models import create_model
 
@@ -73,6 +73,11 @@ def test_configure_backends():
         configure_backends(CPU)
         assert torch.backends.cudnn.benchmark is False
         configure_backends(torch.device("cuda"))  # only sets flags; needs no GPU
-        assert torch.backends.cudnn.benchmark and torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.benchmark and not torch.backends.cuda.matmul.allow_tf32  # float32 run
+        configure_backends(torch.device("cuda"), "bf16")
+        assert torch.backends.cuda.matmul.allow_tf32
+        with exact_float32():
+            assert not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags

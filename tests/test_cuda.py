@@ -56,7 +56,7 @@ def fp32_convolutions(monkeypatch):
     """Exact float32 convolutions and matmuls on the GPU (no TF32), also inside a trainer's run, so that CUDA
     outputs match the CPU's to float32 rounding (:func:`default_backend_flags` restores the flags)."""
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    monkeypatch.setattr(loop, "configure_backends", lambda device: None)
+    monkeypatch.setattr(loop, "configure_backends", lambda device, amp: None)
 
 
 def free_port() -> int:
