@@ -10,6 +10,9 @@ FINE, per noisy class k (``fine_select``):
 3. a 2-component 1-D mixture per class on the scores (``fine.mixture``, all classes batched); a sample is clean
    when the posterior of the higher-mean component exceeds ``threshold``.
 
+``score="margin"`` replaces step 2 by the sample's score against its own class minus its best score against any
+other class, and step 3 splits only the classes whose lower component has a negative mean; the others stay whole.
+
 :func:`split_scores` is step 3 alone. :func:`fine_select_distributed` runs FINE on features sharded across
 processes: per-class grams (:func:`class_grams`) are all-reduced and turned into directions by
 :func:`eigvecs_from_grams`, each process scores its own rows, and the scores are gathered by sample index before the
@@ -17,6 +20,7 @@ mixture fit, giving the same selection as ``fine_select`` on the assembled featu
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +33,7 @@ from fine.distributed import all_reduce_sum, gather_by_index, is_distributed, is
 from fine.mixture import MixtureFit, fit_gmm, fit_mixture, pad_groups
 
 FITS = ("gmm", "kmeans", "bmm")
-SCORES = ("abs", "squared")
+SCORES = ("abs", "squared", "margin")
 VECTORS = ("eigen", "mean")
 _SCORE_CHUNK = 16384  # rows per block when scoring: bounds the (rows, C) temporary
 
@@ -50,6 +54,9 @@ class Selection:
         a single row for loss-GMM), or None
     n_iter : (C,) int64 EM iterations per class, or None (2-means, small-loss)
     converged : (C,) bool, or None
+    split_classes : (C,) bool, FINE: the classes whose samples the mixture split; the others (no samples, fewer
+        than 2 reference samples, equal scores, or with ``score="margin"`` no population closer to another class)
+        were kept whole. None for the baselines
     """
 
     clean_mask: torch.Tensor
@@ -61,6 +68,7 @@ class Selection:
     weights: torch.Tensor | None = None
     n_iter: torch.Tensor | None = None
     converged: torch.Tensor | None = None
+    split_classes: torch.Tensor | None = None
 
     def clean_indices(self) -> torch.Tensor:
         """(S,) int64 indices of the selected samples, ascending."""
@@ -279,6 +287,11 @@ def alignment_scores(features: torch.Tensor, labels: torch.Tensor, vectors: torc
                      normalize: bool = True, norms: torch.Tensor | None = None) -> torch.Tensor:
     """FINE scores ``|<v_{y_i}, z_i / |z_i|>|`` (``score="squared"``: the square; ``normalize=False``: raw ``z_i``).
 
+    ``score="margin"``: ``|<v_{y_i}, z_i / |z_i|>| - max_{k != y_i} |<v_k, z_i / |z_i|>|``, the sample's alignment
+    with its own class's direction minus its best alignment with another class's (0 for a single class). The class
+    directions of penultimate ReLU features share a large common component (cosines between them near 0.9), which
+    the plain score measures along with class membership; the margin cancels it.
+
     Computed in row blocks as ``features_block @ vectors.T`` and a gather of each row's own class, so no (N, D)
     copy of the vectors is made (cost N D C flops, memory ``_SCORE_CHUNK x C``).
 
@@ -295,6 +308,8 @@ def alignment_scores(features: torch.Tensor, labels: torch.Tensor, vectors: torc
         raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
     vectors = vectors.to(device=features.device, dtype=features.dtype)
     labels = labels.to(device=features.device, dtype=torch.int64)
+    if score == "margin":
+        return _margin_scores(features, labels, vectors, normalize, norms)
     dots = torch.empty(features.shape[0], dtype=features.dtype, device=features.device)
     with exact_float32():  # a TF32 product would move scores near a class's split by ~1e-3
         for start in range(0, features.shape[0], _SCORE_CHUNK):
@@ -304,6 +319,24 @@ def alignment_scores(features: torch.Tensor, labels: torch.Tensor, vectors: torc
         norms = torch.linalg.vector_norm(features, dim=1) if norms is None else norms
         dots = dots / norms.clamp_min(torch.finfo(features.dtype).tiny)
     out = dots.abs() if score == "abs" else dots.square()
+    return out.float()
+
+
+def _margin_scores(features: torch.Tensor, labels: torch.Tensor, vectors: torch.Tensor, normalize: bool,
+                   norms: torch.Tensor | None) -> torch.Tensor:
+    """(N,) float32 margins of :func:`alignment_scores` (validated labels and vectors on the features' device)."""
+    if normalize and norms is None:
+        norms = torch.linalg.vector_norm(features, dim=1)
+    out = torch.empty(features.shape[0], dtype=features.dtype, device=features.device)
+    for start in range(0, features.shape[0], _SCORE_CHUNK):
+        block = slice(start, start + _SCORE_CHUNK)
+        dots = features[block] @ vectors.T  # (rows, C)
+        if normalize:
+            dots = dots / norms[block].clamp_min(torch.finfo(features.dtype).tiny).unsqueeze(1)
+        dots = dots.abs()
+        own = labels[block].unsqueeze(1)
+        other = dots.scatter(1, own, -math.inf).amax(1) if vectors.shape[0] > 1 else torch.zeros_like(dots[:, 0])
+        out[block] = dots.gather(1, own).squeeze(1) - other
     return out.float()
 
 
@@ -331,10 +364,12 @@ def _check_options(fit: str, threshold: float, *, score: str = "abs", vector: st
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
     if fit == "bmm" and not normalize:
         raise ValueError("fit='bmm' needs scores in [0, 1]; use normalize=True or another fit")
+    if fit == "bmm" and score == "margin":
+        raise ValueError("fit='bmm' needs scores in [0, 1] but margins lie in [-1, 1]; use fit='gmm' or 'kmeans'")
 
 
 def _split_scores(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, ref_counts: torch.Tensor | None,
-                  fit: str, threshold: float, options: dict) -> Selection:
+                  fit: str, threshold: float, options: dict, margin: bool = False) -> Selection:
     """:func:`split_scores` on validated inputs; warnings point at the caller of the public function."""
     padded, valid, cols = pad_groups(scores, labels, num_classes)
     result: MixtureFit = fit_mixture(fit, padded, valid, **({} if fit == "kmeans" else options))
@@ -346,17 +381,20 @@ def _split_scores(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, 
         _warn_kept(few_refs.nonzero().squeeze(1).tolist(), "have fewer than 2 reference samples", stacklevel=4)
     if bool(flat.any()):
         _warn_kept(flat.nonzero().squeeze(1).tolist(), "have scores with zero variance", stacklevel=4)
-    keep_all = (few_refs | result.degenerate)[labels]
+    whole = few_refs | result.degenerate
+    if margin:  # one population unless the lower component lies on the other classes' side of 0
+        whole = whole | (result.means[:, 0] >= 0)
+    keep_all = whole[labels]
     posterior = torch.where(keep_all, 1.0, result.posterior[labels, cols])
     clean_mask = keep_all | (posterior > threshold)
     return Selection(clean_mask=clean_mask, clean_prob=posterior.float(), scores=scores,
                      means=result.means, variances=result.variances, weights=result.weights, n_iter=result.n_iter,
-                     converged=result.converged)
+                     converged=result.converged, split_classes=(counts > 0) & ~whole)
 
 
 def split_scores(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
                  ref_counts: torch.Tensor | None = None, fit: str = "gmm", threshold: float = 0.5,
-                 max_iter: int = 100, tol: float = 1e-6, reg_covar: float = 1e-6) -> Selection:
+                 max_iter: int = 100, tol: float = 1e-6, reg_covar: float = 1e-6, margin: bool = False) -> Selection:
     """FINE's last step: split each noisy class's scores with a 2-component 1-D mixture (all classes batched).
 
     Parameters
@@ -367,13 +405,15 @@ def split_scores(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, *
     ref_counts : (C,) int number of reference samples per class (those that defined its vector); None = the class
         sizes. Classes with fewer than 2 keep all their samples.
     fit, threshold, max_iter, tol, reg_covar : as in :func:`fine_select`
+    margin : the scores are margins (``alignment_scores(..., score="margin")``): a class is split only when its
+        lower mixture component has a negative mean, else kept whole (``score="margin"`` of :func:`fine_select`)
 
     Returns
     -------
     Selection on ``scores.device`` with ``eigvecs`` None. Classes with fewer than 2 reference samples, or whose
     scores are all equal, keep all their samples (clean_prob 1) and trigger one warning per call.
     """
-    _check_options(fit, threshold)
+    _check_options(fit, threshold, score="margin" if margin else "abs")
     if scores.dim() != 1 or not scores.is_floating_point():
         raise ValueError(f"scores must be a floating (N,) tensor, got {scores.dtype} {tuple(scores.shape)}")
     labels = _check_labels(labels, scores.shape[0], num_classes, scores.device)
@@ -382,7 +422,7 @@ def split_scores(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, *
     if scores.shape[0] == 0:
         return _empty_selection(scores.device)
     return _split_scores(scores, labels, num_classes, ref_counts, fit, threshold,
-                         {"max_iter": max_iter, "tol": tol, "reg_covar": reg_covar})
+                         {"max_iter": max_iter, "tol": tol, "reg_covar": reg_covar}, margin)
 
 
 def fine_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
@@ -402,7 +442,11 @@ def fine_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, 
         "kmeans" (2-means; clean = higher cluster, clean_prob 1/0), "bmm" (beta mixture; needs scores in [0, 1],
         i.e. ``normalize=True``)
     threshold : a sample is clean when the posterior of the higher-mean component exceeds it
-    score : "abs" = ``|<u, z/|z|>|`` (published code), "squared" = ``<u, z/|z|>^2`` (paper)
+    score : "abs" = ``|<u, z/|z|>|`` (published code), "squared" = ``<u, z/|z|>^2`` (paper), "margin" = the
+        abs score against the sample's class minus its highest abs score against another class
+        (:func:`alignment_scores`); with "margin" a class is split only when its lower mixture component has a
+        negative mean (a population closer to other classes' directions than to its own), so a class holding no
+        mislabelled samples, e.g. one that asymmetric noise never flips into, is kept whole. Not with ``fit="bmm"``.
     normalize : divide each feature by its norm before the inner product
     vector : "eigen" = top eigenvector of the class's uncentred gram, "mean" = normalised class mean
     max_iter, tol, reg_covar : mixture EM options (scikit-learn's meaning; the published values by default)
@@ -439,7 +483,7 @@ def fine_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, 
 
     ref_counts = None if ref_mask is None else torch.bincount(labels[ref_mask], minlength=num_classes)
     sel = _split_scores(scores, labels, num_classes, ref_counts, fit, threshold,
-                        {"max_iter": max_iter, "tol": tol, "reg_covar": reg_covar})
+                        {"max_iter": max_iter, "tol": tol, "reg_covar": reg_covar}, score == "margin")
     sel.eigvecs = vectors.to(torch.float32)
     return sel
 
@@ -517,7 +561,7 @@ def fine_select_distributed(features_local: torch.Tensor, labels_local: torch.Te
         if not is_main_process():
             warnings.simplefilter("ignore")
         sel = _split_scores(scores, labels, num_classes, ref_counts, fit, threshold,
-                            {"max_iter": max_iter, "tol": tol, "reg_covar": reg_covar})
+                            {"max_iter": max_iter, "tol": tol, "reg_covar": reg_covar}, score == "margin")
     sel.eigvecs = vectors.to(torch.float32)
     return sel
 
