@@ -406,8 +406,11 @@ def _per_class_table(arrays: dict[str, np.ndarray], metrics: dict[str, Any] | No
     selected = np.bincount(noisy[arrays["mask"].astype(bool)], minlength=num_classes)
     per_class = [[None] * num_classes if metrics is None else metrics[f"per_class_{k}"]
                  for k in ("precision", "recall", "f1")]
-    rows = [[str(c), str(labelled[c]), str(selected[c]), *(_fmt(v[c]) for v in per_class)] for c in range(num_classes)]
-    return markdown_table(["class (noisy label)", "labelled", "selected", "precision", "recall", "F1"], rows)
+    wrong = ["n/a"] * num_classes if metrics is None else [str(k) for k in metrics["per_class_noisy"]]
+    rows = [[str(c), str(labelled[c]), wrong[c], str(selected[c]), *(_fmt(v[c]) for v in per_class)]
+            for c in range(num_classes)]
+    return markdown_table(["class (noisy label)", "labelled", "wrongly labelled", "selected", "precision", "recall",
+                           "F1"], rows)
 
 
 def selection_report(run_dir: str, *, per_class: bool = False) -> str:
@@ -430,14 +433,16 @@ def selection_report(run_dir: str, *, per_class: bool = False) -> str:
             metrics = _round_metrics(arrays)
             any_clean |= metrics is not None
             moved = ["-", "-"] if prev is None else [str(int((mask & ~prev).sum())), str(int((prev & ~mask).sum()))]
-            scores = [metrics[k] for k in ("precision", "recall", "f1")] if metrics else [None] * 3
+            keys = ("precision", "recall", "f1", "uncorrupted_recall")
+            scores = [metrics[k] for k in keys] if metrics else [None] * len(keys)
             rows.append([str(rnd), str(int(mask.sum())), *map(_fmt, scores), *moved])
             if per_class or i == len(items) - 1:
                 per_class_parts.append(f"### {net or 'selection'}: per class, round {rnd}\n\n"
                                        f"{_per_class_table(arrays, metrics)}\n")
             prev = mask
         parts.append(f"## {net or 'selection'}: {len(items)} round(s), {num} training samples\n\n"
-                     + markdown_table(["round", "selected", "precision", "recall", "F1", "entered", "left"], rows)
+                     + markdown_table(["round", "selected", "precision", "recall", "F1", "recall (classes without "
+                                       "wrong labels)", "entered", "left"], rows)
                      + "\n")
         if not any_clean:
             parts.append("n/a: no clean labels are known for this data, so precision, recall and F1 cannot be "

@@ -25,12 +25,16 @@ def selection_quality(sel: Selection, is_clean: torch.Tensor | None, labels: tor
 
     Returns
     -------
-    ``selected`` (int) and, with clean labels, ``precision``, ``recall``, ``f1``, ``specificity``, ``accuracy``,
+    ``selected`` (int), for FINE ``split_classes`` (int: the classes its mixtures cut in two, the others kept whole)
+    and, with clean labels, ``precision``, ``recall``, ``f1``, ``specificity``, ``accuracy``,
     ``auc`` (ROC AUC of ``clean_prob`` for telling clean from noisy; None when one kind is absent) and
-    ``class_recall`` (C floats: the fraction of each class's correctly labelled samples that were selected).
+    ``class_recall`` (C floats: the fraction of each class's correctly labelled samples that were selected) and
+    ``uncorrupted_recall`` (the recall over the classes holding no wrong label; None when every class holds some).
     """
     mask = sel.clean_mask.cpu()
     out: dict = {"selected": int(mask.sum())}
+    if sel.split_classes is not None:
+        out["split_classes"] = int(sel.split_classes.sum())
     if is_clean is None:
         return out
     is_clean = is_clean.cpu()
@@ -39,6 +43,7 @@ def selection_quality(sel: Selection, is_clean: torch.Tensor | None, labels: tor
     both = 0 < int(is_clean.sum()) < len(is_clean)
     out["auc"] = float(roc_auc_score(is_clean.numpy(), sel.clean_prob.float().cpu().numpy())) if both else None
     out["class_recall"] = metrics["per_class_recall"]
+    out["uncorrupted_recall"] = metrics["uncorrupted_recall"]
     return out
 
 

@@ -330,7 +330,8 @@ def _margin_scores(features: torch.Tensor, labels: torch.Tensor, vectors: torch.
     out = torch.empty(features.shape[0], dtype=features.dtype, device=features.device)
     for start in range(0, features.shape[0], _SCORE_CHUNK):
         block = slice(start, start + _SCORE_CHUNK)
-        dots = features[block] @ vectors.T  # (rows, C)
+        with exact_float32():
+            dots = features[block] @ vectors.T  # (rows, C)
         if normalize:
             dots = dots / norms[block].clamp_min(torch.finfo(features.dtype).tiny).unsqueeze(1)
         dots = dots.abs()
@@ -674,9 +675,11 @@ def selection_metrics(clean_mask: torch.Tensor | np.ndarray, is_clean: torch.Ten
     Returns
     -------
     dict with floats ``precision``, ``recall``, ``f1``, ``specificity``, ``accuracy`` (fractions) and int
-    ``selected``; with ``labels``, lists ``per_class_precision``, ``per_class_recall``, ``per_class_f1``. A ratio
-    whose denominator is 0 (nothing selected, no clean or no noisy samples) is 0, as scikit-learn's
-    ``zero_division=0``.
+    ``selected``; with ``labels``, lists ``per_class_precision``, ``per_class_recall``, ``per_class_f1``,
+    ``per_class_noisy`` (ints: wrongly labelled samples per noisy class) and ``uncorrupted_recall``, the recall over
+    the classes holding no wrongly labelled sample (e.g. those asymmetric noise never flips into; None when every
+    class holds some). A ratio whose denominator is 0 (nothing selected, no clean or no noisy samples) is 0, as
+    scikit-learn's ``zero_division=0``.
     """
     sel = torch.as_tensor(clean_mask).bool().cpu()
     pos = torch.as_tensor(is_clean).bool().cpu()
@@ -708,7 +711,11 @@ def selection_metrics(clean_mask: torch.Tensor | np.ndarray, is_clean: torch.Ten
             return torch.bincount(lab[m], minlength=c).double()
 
         p, r, f = prf(count(sel & pos), count(sel), count(pos))
-        out.update(per_class_precision=p.tolist(), per_class_recall=r.tolist(), per_class_f1=f.tolist())
+        noisy = count(~pos)
+        whole = (noisy == 0)[lab] & pos
+        out.update(per_class_precision=p.tolist(), per_class_recall=r.tolist(), per_class_f1=f.tolist(),
+                   per_class_noisy=noisy.long().tolist(),
+                   uncorrupted_recall=float((sel & whole).sum() / whole.sum()) if bool(whole.any()) else None)
     return out
 
 

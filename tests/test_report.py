@@ -226,14 +226,14 @@ def test_selection_rounds_by_hand(tmp_path):
     rounds = tables(text)["selection: 3 round(s), 10 training samples"]
     # round 40: 8 selected, 6 clean -> precision 6/8, recall 6/7; round 50: 8 selected, 7 clean
     assert rounds["40"] == {"selected": "8", "precision": "0.750", "recall": "0.857", "F1": f"{2 * 6 / 15:.3f}",
-                            "entered": "-", "left": "-"}
+                            "recall (classes without wrong labels)": "n/a", "entered": "-", "left": "-"}
     assert rounds["50"] == {"selected": "8", "precision": "0.875", "recall": "1.000", "F1": f"{2 * 7 / 15:.3f}",
-                            "entered": "2", "left": "2"}
+                            "recall (classes without wrong labels)": "n/a", "entered": "2", "left": "2"}
     assert rounds["60"] == {"selected": "7", "precision": "1.000", "recall": "1.000", "F1": "1.000",
-                            "entered": "0", "left": "1"}
+                            "recall (classes without wrong labels)": "n/a", "entered": "0", "left": "1"}
     per_class = tables(text)["selection: per class, round 60"]
-    assert per_class["2"] == {"labelled": "4", "selected": "3", "precision": "1.000", "recall": "1.000",
-                              "F1": "1.000"}
+    assert per_class["2"] == {"labelled": "4", "wrongly labelled": "1", "selected": "3", "precision": "1.000",
+                              "recall": "1.000", "F1": "1.000"}
     assert per_class["0"]["selected"] == "2" and per_class["0"]["recall"] == "1.000"
     all_rounds = tables(run_report("--selection", str(tmp_path / "run"), "--per_class"))
     assert all_rounds["selection: per class, round 50"]["2"]["precision"] == "0.750"  # sample 9 is mislabelled
@@ -251,9 +251,11 @@ def test_selection_two_nets_without_clean_labels(tmp_path):
     assert "## net1: 2 round(s), 4 training samples" in text and "## net2" in text
     assert text.count("n/a: no clean labels") == 2
     t = tables(text)
-    assert t["net2: per class, round 50"]["1"] == {"labelled": "2", "selected": "1", "precision": "n/a",
+    assert t["net2: per class, round 50"]["1"] == {"labelled": "2", "wrongly labelled": "n/a", "selected": "1",
+                                                    "precision": "n/a",
                                                     "recall": "n/a", "F1": "n/a"}
-    assert t["net1: 2 round(s), 4 training samples"]["50"] == {"selected": "2", "precision": "n/a", "recall": "n/a",
-                                                                "F1": "n/a", "entered": "1", "left": "1"}
+    assert t["net1: 2 round(s), 4 training samples"]["50"] == {
+        "selected": "2", "precision": "n/a", "recall": "n/a", "F1": "n/a",
+        "recall (classes without wrong labels)": "n/a", "entered": "1", "left": "1"}
     with pytest.raises(UserError, match="no selection/round_"):
         run_report("--selection", str(tmp_path))

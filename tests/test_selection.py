@@ -372,6 +372,21 @@ def test_selection_metrics_match_sklearn() -> None:
     assert empty["precision"] == empty["recall"] == empty["f1"] == empty["specificity"] == 0.0
     assert empty["selected"] == 0 and empty["per_class_f1"] == [0.0]
     assert none_clean["precision"] == none_clean["recall"] == none_clean["specificity"] == 0.0
+    assert m["per_class_noisy"] == [int(((labels == k) & ~is_clean).sum()) for k in range(6)]
+    assert m["uncorrupted_recall"] is None  # every class holds wrong labels
+    assert empty["per_class_noisy"] == [0] and empty["uncorrupted_recall"] == 0.0
+
+
+def test_uncorrupted_recall_counts_the_classes_without_wrong_labels() -> None:
+    # class 0 holds a wrong label (sample 2), classes 1 and 2 hold none: their 5 clean samples, 3 of them selected
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    is_clean = np.array([1, 1, 0, 1, 1, 1, 1, 1], bool)
+    mask = np.array([0, 0, 1, 1, 0, 1, 0, 1], bool)
+    m = selection_metrics(mask, is_clean, labels=labels, num_classes=3)
+    assert m["per_class_noisy"] == [1, 0, 0]
+    assert m["uncorrupted_recall"] == pytest.approx(3 / 5)
+    assert selection_metrics(mask, is_clean)["selected"] == 4 and "uncorrupted_recall" not in selection_metrics(
+        mask, is_clean)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
