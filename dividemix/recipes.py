@@ -7,6 +7,8 @@ Every value fills a flag the user left unset; anything given on the command line
 """
 from __future__ import annotations
 
+from engine.args import default_score
+
 # CIFAR: DM Train_cifar.py: PreAct ResNet-18 (:210-213, PreResNet.py) with PyTorch's default init, SGD lr 0.02
 # (:18), momentum 0.9 and wd 5e-4 (:232), lr divided by 10 from epoch 150 (:244-245), 301 epochs (range(num_epochs +
 # 1), :24,242), 64 labelled + 64 unlabelled samples per step (:17), all 50k training images, warm-up 10 / 30 epochs
@@ -95,7 +97,7 @@ def recipe(dataset: str, noise_kind: str, noise_rate: float, variant: str = "", 
     out = dict({"alpha": 4.0, "optimizer": "sgd", "reference": "class", "unlabelled": "mix",
                 "warmup_penalty": "on" if noise_kind == "asym" else "off", "gmm_max_iter": 100}, **base,
                lambda_u=lambda_u_default(dataset, noise_kind, noise_rate, variant), p_threshold=0.6 if extreme else 0.5,
-               loss_history=5 if extreme else 1)
+               loss_history=5 if extreme else 1, score=default_score(dataset))
     if selector == "fine":
         out.update(_F_DIVIDEMIX.get(dataset, {}), gmm_max_iter=_F_DIVIDEMIX_GMM_MAX_ITER)
     return out

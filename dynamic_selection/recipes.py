@@ -9,6 +9,8 @@ the comment beside the value, and the corrected behaviour is one flag away.
 """
 from __future__ import annotations
 
+from engine.args import default_score
+
 # FINE and standard training with cross-entropy: FO hyperparams/multistep/config_cifar10_cce_rn34.json (lr :30, wd
 # :32, batch :17, milestones :48, gamma :49, epochs :54) and config_cifar100_cce_rn34.json; FINE's warm-up 40 and
 # every 10 from FO scripts/sample_selection_based/fine_cifar.sh and utils/args.py:108-111. 45k/5k class-balanced
@@ -122,7 +124,7 @@ def recipe(dataset: str, method: str, loss: str, variant: str = "", noise_kind: 
     out = dict({"reference": "previous", "p_threshold": 0.5, "gmm_max_iter": 100, "init": "pytorch",
                 "bn_after_selection": "train"}, **base,
                optimizer="sgd", num_gradual=10, decay_start=80, init_epochs=0,
-               forget_rate=_FORGET_RATE.get(dataset, "realised"))
+               forget_rate=_FORGET_RATE.get(dataset, "realised"), score=default_score(dataset))
     if loss != "ce":
         out.update(_ROBUST_LOSS.get(dataset, {}))
         if loss == "gce" and dataset == "cifar100":

@@ -129,8 +129,11 @@ def add_selector_args(parser: argparse.ArgumentParser, *, choices: tuple[str, ..
                         "published), kmeans (2-means, hard split; FINE_official's KMeans variant), bmm (a beta "
                         "mixture fitted by EM with a convergence test and split at --p_threshold; not a port of "
                         "FINE_official's, whose split bound mixes normalised and raw scores)")
-    s.add_argument("--score", type=str, default="abs", choices=SCORES,
-                   help="FINE score: |<u, z/|z|>| as the published code, or the paper's squared alignment")
+    s.add_argument("--score", type=str, default=None, choices=SCORES,
+                   help="FINE score: abs = |<u, z/|z|>| as the published code, squared = the paper's squared "
+                        "alignment, margin = abs minus the sample's best abs against another class's direction, a "
+                        "class split only when part of it lies closer to another class (default per recipe: abs on "
+                        "the paper's datasets, margin on digits, Fashion-MNIST and users' data)")
     s.add_argument("--vector", type=str, default="eigen", choices=VECTORS,
                    help="FINE class direction: top eigenvector of the class's gram matrix (published), or the "
                         "normalised class mean (as FINE_official's unused eigen=False path, which no published run "
@@ -146,6 +149,16 @@ def add_selector_args(parser: argparse.ArgumentParser, *, choices: tuple[str, ..
     s.add_argument("--aug_features", action="store_true",
                    help="extract the selection features from augmented images (the published sample-selection "
                         "code's behaviour; off by default: un-augmented images)")
+
+
+# FINE's score per dataset: the published |<u, z/|z|>| where a script reproduces a published run, the margin elsewhere
+# (bench/detection.py: it keeps clean classes whole under asymmetric noise and holds its recall round after round).
+PAPER_DATASETS = ("cifar10", "cifar100", "clothing1m", "webvision")
+
+
+def default_score(dataset: str) -> str:
+    """The recipes' FINE score for ``dataset``: "abs" on the paper's datasets, "margin" on the others."""
+    return "abs" if dataset in PAPER_DATASETS else "margin"
 
 
 def selector_config(args: argparse.Namespace, *, keep_ratio: float | None = None) -> SelectorConfig:
@@ -207,3 +220,6 @@ def check_selector_args(args: argparse.Namespace) -> None:
         raise UserError(f"--p_threshold {args.p_threshold} is outside (0, 1)")
     if args.gmm_max_iter < 1:
         raise UserError(f"--gmm_max_iter must be at least 1, got {args.gmm_max_iter}")
+    if args.fit == "bmm" and args.score == "margin":
+        raise UserError("--fit bmm needs scores in [0, 1] but --score margin lies in [-1, 1]; add --score abs (or "
+                        "use --fit gmm)")

@@ -41,8 +41,9 @@ from fine.label_issues import estimate_noise, rank_suspects, suggest_labels
 from fine.models import create_model
 from fine.selection import FITS, SCORES, VECTORS, fine_select, selection_metrics
 
-# FINE's options and their defaults when neither a flag nor the run sets them
-DEFAULTS = {"fit": "gmm", "p_threshold": 0.5, "score": "abs", "vector": "eigen", "gmm_max_iter": 100}
+# FINE's options and their defaults when neither a flag nor the run sets them (users' data: the margin score, as the
+# trainers' recipes for data that is not the paper's)
+DEFAULTS = {"fit": "gmm", "p_threshold": 0.5, "score": "margin", "vector": "eigen", "gmm_max_iter": 100}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -63,13 +64,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     source.add_argument("--device", type=str, default="auto", help="with --run: where features are extracted")
     parser.add_argument("--out", type=str, default=None,
                         help="folder the results are written to (created; default RUN_DIR/detect with --run)")
-    fine = parser.add_argument_group("FINE's options (default: the run's, else FINE's published settings)")
+    fine = parser.add_argument_group("FINE's options (default: the run's, else the values in brackets)")
     fine.add_argument("--fit", type=str, default=None, choices=FITS,
                       help="per-class 2-component model fitted on the scores (gmm)")
     fine.add_argument("--p_threshold", type=float, default=None,
                       help="zeta: a sample is clean when the posterior of the clean component exceeds it (0.5)")
     fine.add_argument("--score", type=str, default=None, choices=SCORES,
-                      help="|<u, z/|z|>| (published code) or its square (paper) (abs)")
+                      help="abs = |<u, z/|z|>| (published code), squared (paper), margin = abs minus the best abs "
+                           "against another class's direction, a class split only when part of it lies closer to "
+                           "another class (margin)")
     fine.add_argument("--vector", type=str, default=None, choices=VECTORS,
                       help="class direction: top eigenvector of the class gram matrix, or the class mean (eigen)")
     fine.add_argument("--gmm_max_iter", type=int, default=None, help="EM iterations of each class's mixture (100)")
@@ -168,6 +171,8 @@ def detect(args: argparse.Namespace) -> dict:
     options = {key: DEFAULTS[key] if getattr(args, key) is None else getattr(args, key) for key in DEFAULTS}
     if not 0.0 < options["p_threshold"] < 1.0:
         raise UserError(f"--p_threshold {options['p_threshold']} is outside (0, 1)")
+    if options["fit"] == "bmm" and options["score"] == "margin":
+        raise UserError("--fit bmm needs scores in [0, 1] but --score margin lies in [-1, 1]; add --score abs")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sel = fine_select(features, labels, num_classes, fit=options["fit"], threshold=options["p_threshold"],

@@ -67,7 +67,7 @@ def test_detect_ranks_the_mislabelled_samples_first_and_suggests_their_true_labe
     assert written["detection"]["precision"] == pytest.approx(precision)
     assert written["detection"]["recall"] == pytest.approx(recall)
     assert written["detection"]["auroc"] > 0.95 and written["true_noise_rate"] == pytest.approx(0.2)
-    assert written["options"] == {"fit": "gmm", "p_threshold": 0.5, "score": "abs", "vector": "eigen",
+    assert written["options"] == {"fit": "gmm", "p_threshold": 0.5, "score": "margin", "vector": "eigen",
                                   "gmm_max_iter": 100}
     assert "precision" in capsys.readouterr().out
 

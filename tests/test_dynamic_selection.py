@@ -188,6 +188,21 @@ def test_published_recipes_resolve_as_the_published_code(tmp_path):
                 "--forget_rate", "published")
 
 
+def test_fine_scores_by_margin_except_on_the_papers_datasets(tmp_path):
+    def resolve(*flags: str) -> dict:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return ds.main(ds.get_args_parser().parse_args([*flags, "--dry_run"]))
+
+    for dataset in ("cifar10", "cifar100", "clothing1m", "webvision"):  # the published |<u, z>|
+        assert resolve("--dataset", dataset, "--method", "fine")["score"] == "abs"
+    assert resolve("--dataset", "digits", "--method", "fine", "--data_path", str(tmp_path))["score"] == "margin"
+    assert resolve("--dataset", "digits", "--data_path", str(tmp_path), "--score", "squared")["score"] == "squared"
+    with pytest.raises(UserError, match="--fit bmm needs scores in \\[0, 1\\] but --score margin .* add --score abs"):
+        resolve("--dataset", "digits", "--data_path", str(tmp_path), "--fit", "bmm")
+    bmm = resolve("--dataset", "digits", "--data_path", str(tmp_path), "--fit", "bmm", "--score", "abs")
+    assert (bmm["fit"], bmm["score"]) == ("bmm", "abs")
+
+
 def test_resume_continues_to_the_same_result(tmp_path, monkeypatch):
     flags = ["--method", "fine", "--loss", "elr", "--epochs", "4", "--warmup", "1", "--every", "2"]
     straight = run(tmp_path / "a", *flags)
@@ -311,6 +326,20 @@ def test_forget_rate_auto_uses_fines_estimate_while_the_ramp_rises(tmp_path, mon
     assert 0.25 < taus[-1] < 0.65  # the realised noise rate is 0.45 (50% symmetric noise over 10 classes)
     ckpt = torch.load(Path(summary["run_dir"]) / "last.pt", weights_only=False)
     assert ckpt["trainer"]["tau"] == pytest.approx(taus[-1])  # a resumed run keeps the estimate
+
+
+def test_a_round_reports_split_classes_and_the_recall_of_classes_without_wrong_labels(tmp_path):
+    summary = run(tmp_path, "--method", "fine", "--noise_kind", "asym", "--noise_rate", "0.4", "--warmup", "1",
+                  "--every", "1")
+    bundle = build_datasets("digits", tmp_path / "data", noise_kind="asym", noise_rate=0.4, seed=1, val_size=140)
+    noisy, clean = np.asarray(bundle.train.noisy_labels), np.asarray(bundle.train.clean_labels)
+    whole = ~np.isin(noisy, noisy[noisy != clean])  # samples of the classes no wrong label went to: 0, 2, 5, 9
+    assert set(noisy[whole]) == {0, 2, 5, 9}
+    row = rows(summary)[1]
+    selected = np.load(Path(summary["run_dir"]) / "selection" / "round_001.npz")["mask"]
+    assert row["select/uncorrupted_recall"] == pytest.approx(selected[whole].mean())
+    assert summary["selection"]["uncorrupted_recall"] == row["select/uncorrupted_recall"]
+    assert 0 <= row["select/split_classes"] <= 10 and len(row["select/class_recall"]) == 10
 
 
 def test_small_loss_selector_with_auto_keeps_fines_fraction(tmp_path):
