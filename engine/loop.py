@@ -16,6 +16,7 @@ Selection rounds go through :meth:`Run.extract` (eval-mode features of this proc
 """
 from __future__ import annotations
 
+import abc
 import argparse
 import json
 import math
@@ -162,8 +163,8 @@ class Run:
                                  samples=None if self.args.num_batches is None else pool)
 
 
-class Trainer:
-    """A training method on the shared skeleton; subclasses fill in the class attributes and methods below."""
+class Trainer(abc.ABC):
+    """A training method on the shared skeleton; subclasses fill in the class attributes and the abstract methods."""
 
     name: ClassVar[str]  # the trainer's folder under --output, e.g. "dynamic_selection"
     ensemble: ClassVar[bool] = False  # report the networks' ensemble (their summed logits), else network 1
@@ -174,35 +175,35 @@ class Trainer:
         self.losses: list[Loss] | None = None  # per network, when the method keeps per-sample state (ELR)
 
     @staticmethod
+    @abc.abstractmethod
     def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         """Check the method's flags and fill unset ones from its recipe (before any data is loaded)."""
-        raise NotImplementedError
 
     @staticmethod
     def num_networks(args: argparse.Namespace) -> int:
         return 1
 
     @staticmethod
+    @abc.abstractmethod
     def describe(args: argparse.Namespace) -> dict[str, Any]:
         """``method``, ``loss``, ``selector`` and a readable ``label`` (e.g. "F-Coteaching") of the run."""
-        raise NotImplementedError
 
     @staticmethod
+    @abc.abstractmethod
     def run_name_parts(args: argparse.Namespace) -> list[str]:
         """The readable part of the run directory's name (its hash covers every defining flag)."""
-        raise NotImplementedError
 
     @staticmethod
     def resolve_with_data(args: argparse.Namespace, data: TrainData) -> None:
         """Resolve flags that depend on the loaded data (before the run directory is named)."""
 
+    @abc.abstractmethod
     def train_epoch(self, epoch: int, row: dict, order: torch.Generator, augment: torch.Generator) -> None:
         """Train one epoch and put its metrics in ``row``, ``train/loss`` included (None when nothing trained).
 
         ``order`` draws the epoch's sample order (the same on every process), ``augment`` this process's
         augmentations on the device-resident path.
         """
-        raise NotImplementedError
 
     def state_dict(self) -> dict:
         """The method's own state to checkpoint (e.g. the current selection)."""
