@@ -69,7 +69,7 @@ from fine.features import extract_features
 from fine.losses import build_loss
 from fine.models import create_model
 from fine.mixture import MixtureFit, fit_gmm, pad_groups
-from fine.selection import (Selection, class_top_eigenvectors, fine_select, loss_gmm_select,
+from fine.selection import (Selection, alignment_scores, class_top_eigenvectors, fine_select, loss_gmm_select,
                             selection_metrics, small_loss_select)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,11 +183,7 @@ def candidate_select(features: torch.Tensor, logits: torch.Tensor, labels: torch
     combine with ``+``.
     """
     vectors = class_top_eigenvectors(features, labels, num_classes, ref_mask)
-    unit = features.double() / features.double().norm(dim=1, keepdim=True).clamp_min(1e-12)
-    dots = (unit @ vectors.T).abs()
-    values = dots.gather(1, labels[:, None]).squeeze(1)
-    if score == "margin":
-        values = values - dots.scatter(1, labels[:, None], -math.inf).amax(1)
+    values = alignment_scores(features, labels, vectors, score="margin" if score == "margin" else "abs").double()
     n = len(labels)
     if split == "zero":
         mask = values > 0

@@ -220,6 +220,11 @@ def check_selector_args(args: argparse.Namespace) -> None:
         raise UserError(f"--p_threshold {args.p_threshold} is outside (0, 1)")
     if args.gmm_max_iter < 1:
         raise UserError(f"--gmm_max_iter must be at least 1, got {args.gmm_max_iter}")
-    if args.fit == "bmm" and args.score == "margin":
+    check_fit_and_score(args.fit, args.score)
+
+
+def check_fit_and_score(fit: str, score: str) -> None:
+    """Refuse a beta mixture on margins (they lie in [-1, 1]), for the trainers and ``engine.detect``."""
+    if fit == "bmm" and score == "margin":
         raise UserError("--fit bmm needs scores in [0, 1] but --score margin lies in [-1, 1]; add --score abs (or "
                         "use --fit gmm)")

@@ -32,6 +32,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
+from engine.args import check_fit_and_score
 from engine.checkpoint import load_checkpoint
 from engine.data import load_data
 from engine.logger import write_json
@@ -171,8 +172,7 @@ def detect(args: argparse.Namespace) -> dict:
     options = {key: DEFAULTS[key] if getattr(args, key) is None else getattr(args, key) for key in DEFAULTS}
     if not 0.0 < options["p_threshold"] < 1.0:
         raise UserError(f"--p_threshold {options['p_threshold']} is outside (0, 1)")
-    if options["fit"] == "bmm" and options["score"] == "margin":
-        raise UserError("--fit bmm needs scores in [0, 1] but --score margin lies in [-1, 1]; add --score abs")
+    check_fit_and_score(options["fit"], options["score"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sel = fine_select(features, labels, num_classes, fit=options["fit"], threshold=options["p_threshold"],
