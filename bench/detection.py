@@ -3,6 +3,7 @@
     python -m bench.detection --quick                    # digits, sym 50% and asym 40%, one seed: a few minutes
     python -m bench.detection --dataset digits --noise sym:0.2 sym:0.5 sym:0.8 asym:0.4 --seeds 1 2 3
     python -m bench.detection --dataset fashion_mnist --data_path /usr/share/datasets/fashion-mnist --seeds 1
+    python -m bench.detection --peers ...               # FINE vs cleanlab and k-NN on embeddings (bench/peers.py)
 
 A *cell* is one dataset, noise setting and seed; its data come from ``data_loader.build_datasets`` (noisy labels
 saved under ``--data_path``, so every detector and the trainer see the same labels). Fashion-MNIST is tried as a new
@@ -674,6 +675,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--peers" in argv:  # FINE against cleanlab and k-NN on frozen embeddings: bench/peers.py
+        from bench import peers
+        return peers.main([a for a in argv if a != "--peers"])
     args = get_args_parser().parse_args(argv)
     if args.quick:
         args.dataset, args.noise, args.seeds = "digits", ["sym:0.5", "asym:0.4"], [1]

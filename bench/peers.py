@@ -1,0 +1,312 @@
+"""FINE against its peers on identical features: cleanlab, SimiFeat's k-NN votes, the loss mixture and small loss.
+
+    python -m bench.detection --peers                      # the same as python -m bench.peers
+    python -m bench.peers --cells "cifar10 human:worst" --seeds 1 2 3 --csv peers.csv
+    pip install -r bench/requirements.txt                  # cleanlab, for the cleanlab rows (skipped without it)
+
+Cells come from the embedding files of ``bench.embeddings`` (``--embeddings``; build them first): a frozen encoder
+trained with clean labels on disjoint images, a class-balanced detection set of ``--size`` samples and a fixed clean
+test set of ``--test_size`` (``bench.embeddings.make_cell``). Detectors (``DETECTORS``), all on the same features
+and noisy labels; *trainings* counts the classifier fits each needs:
+
+- ``fine:<option>=<value>,...``: ``fine.selection.fine_select`` with those options (0 trainings on given features);
+- ``cleanlab``: ``cleanlab.filter.find_label_issues`` on out-of-sample probabilities of a 5-fold cross-validated
+  logistic regression (standardised features), as cleanlab recommends for embeddings; ranked by
+  ``cleanlab.rank.get_label_quality_scores`` (5 trainings);
+- ``knn``: ``fine.knn.knn_select`` (SimiFeat-V, k 10, 5 rounds; 0 trainings);
+- ``loss-gmm`` / ``small-loss``: ``fine.selection`` on the per-sample losses of one logistic regression fitted on all
+  noisy labels (1 training); small-loss keeps each class's realised clean fraction (an oracle rate).
+
+Per detector: AUROC of its score for the wrong labels, precision, recall and F1 of the flagged samples as a
+detection of the wrong labels, seconds. End to end (``--e2e``): test accuracy of a logistic regression on the noisy
+labels, of cleanlab's ``CleanLearning`` around it, of a logistic regression on each listed detector's selection, and
+(``--trainer``) of ``python -m dynamic_selection.train --dataset npz`` (standard and FINE) on the cell written as a
+user's ``.npz``. The issue's targets are printed beside the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from bench.embeddings import Cell, make_cell
+from fine.errors import run_cli
+from fine.knn import knn_select
+from fine.selection import fine_select, loss_gmm_select, small_loss_select
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CELLS = [f"{d} {n}" for d in ("digits", "fashion_mnist", "cifar10")
+                 for n in ("sym:0.5", "asym:0.4", "pairflip:0.3")] + \
+                [f"cifar10 human:{h}" for h in ("aggre", "random1", "worst")]
+DEFAULT_DETECTORS = ["fine:score=abs", "fine:score=margin", "cleanlab", "knn", "loss-gmm", "small-loss"]
+HUMAN_CELLS = "human:"
+# the detector the targets are checked for: engine.detect's default on users' data
+TARGET_DETECTOR = "fine:score=margin"
+
+
+def logistic_regression(seed: int = 0):
+    """The peers' classifier: standardised features, multinomial logistic regression (scikit-learn defaults)."""
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+
+
+def _fine(cell: Cell, options: dict) -> dict:
+    sel = fine_select(torch.from_numpy(cell.features), torch.from_numpy(cell.noisy), cell.num_classes, **options)
+    return {"clean": sel.clean_mask.numpy(), "score": sel.scores.numpy(), "trainings": 0}
+
+
+def _cleanlab(cell: Cell) -> dict:
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+    folds = StratifiedKFold(5, shuffle=True, random_state=cell.seed)
+    probs = cross_val_predict(logistic_regression(cell.seed), cell.features, cell.noisy, cv=folds,
+                              method="predict_proba")
+    issues = find_label_issues(cell.noisy, probs, return_indices_ranked_by="self_confidence")
+    clean = np.ones(len(cell.noisy), dtype=bool)
+    clean[issues] = False
+    return {"clean": clean, "score": get_label_quality_scores(cell.noisy, probs), "trainings": 5}
+
+
+def _knn(cell: Cell) -> dict:
+    sel = knn_select(torch.from_numpy(cell.features), torch.from_numpy(cell.noisy), cell.num_classes, k=10,
+                     rounds=5, seed=cell.seed)
+    return {"clean": sel.clean_mask.numpy(), "score": sel.scores.numpy(), "trainings": 0}
+
+
+def _losses(cell: Cell) -> torch.Tensor:
+    model = logistic_regression(cell.seed).fit(cell.features, cell.noisy)
+    probs = model.predict_proba(cell.features)
+    return torch.from_numpy(-np.log(np.clip(probs[np.arange(len(cell.noisy)), cell.noisy], 1e-12, None)))
+
+
+def _loss_gmm(cell: Cell) -> dict:
+    sel = loss_gmm_select(_losses(cell))
+    return {"clean": sel.clean_mask.numpy(), "score": -sel.scores.numpy(), "trainings": 1}
+
+
+def _small_loss(cell: Cell) -> dict:
+    losses = _losses(cell)
+    sel = small_loss_select(losses, torch.from_numpy(cell.noisy), float(cell.is_clean.mean()), per_class=True,
+                            num_classes=cell.num_classes)
+    return {"clean": sel.clean_mask.numpy(), "score": -losses.numpy(), "trainings": 1}
+
+
+def parse_options(text: str) -> dict:
+    """``a=1,b=x`` -> ``{"a": 1, "b": "x"}`` (ints, floats and booleans converted)."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, value = item.split("=")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                pass
+        out[key] = {"True": True, "False": False}.get(value, value) if isinstance(value, str) else value
+    return out
+
+
+def run_detector(spec: str, cell: Cell) -> dict:
+    """Run one detector spec on a cell; returns its clean mask, score (higher = cleaner), trainings and seconds."""
+    start = time.perf_counter()
+    name, _, options = spec.partition(":")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name == "fine":
+            out = _fine(cell, parse_options(options))
+        else:
+            out = {"cleanlab": _cleanlab, "knn": _knn, "loss-gmm": _loss_gmm, "small-loss": _small_loss}[name](cell)
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def detection_metrics(clean: np.ndarray, score: np.ndarray, is_clean: np.ndarray) -> dict:
+    """AUROC of ``score`` (higher = cleaner) for the wrong labels; precision, recall, F1 of the flagged samples
+    (``~clean``) as a detection of the wrong labels."""
+    wrong, flagged = ~is_clean, ~clean
+    tp = int((wrong & flagged).sum())
+    precision = tp / max(int(flagged.sum()), 1)
+    recall = tp / max(int(wrong.sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    auroc = float(roc_auc_score(wrong, -score)) if 0 < wrong.sum() < len(wrong) else float("nan")
+    return {"auroc": auroc, "f1": f1, "precision": precision, "recall": recall, "flagged": int(flagged.sum())}
+
+
+def e2e_logistic(cell: Cell, selections: dict[str, np.ndarray], with_cleanlab: bool) -> dict:
+    """Test accuracy of logistic regression on all noisy labels, on each detector's selection, and of CleanLearning."""
+    out = {}
+    model = logistic_regression(cell.seed).fit(cell.features, cell.noisy)
+    out["logreg"] = float(model.score(cell.test_features, cell.test_labels))
+    for spec, clean in selections.items():
+        model = logistic_regression(cell.seed).fit(cell.features[clean], cell.noisy[clean])
+        out[f"logreg on {spec}"] = float(model.score(cell.test_features, cell.test_labels))
+    if with_cleanlab:
+        from cleanlab.classification import CleanLearning
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            learner = CleanLearning(logistic_regression(cell.seed), seed=cell.seed, cv_n_folds=5)
+            learner.fit(cell.features, cell.noisy)
+        out["CleanLearning"] = float(learner.score(cell.test_features, cell.test_labels))
+    return out
+
+
+def write_npz(cell: Cell, path: Path) -> None:
+    """The cell as a user's ``.npz`` table (``data_loader.user_data``)."""
+    np.savez(path, x_train=cell.features, y_train=cell.noisy, y_train_clean=cell.clean, x_test=cell.test_features,
+             y_test=cell.test_labels, kind="table")
+
+
+def run_trainer(cell: Cell, method: str, extra: list[str], workdir: Path) -> float:
+    """Final test accuracy of ``python -m dynamic_selection.train --dataset npz`` on the cell (table recipe)."""
+    data = workdir / "cell.npz"
+    if not data.is_file():
+        write_npz(cell, data)
+    out = workdir / method.replace(" ", "_")
+    cmd = [sys.executable, "-m", "dynamic_selection.train", "--dataset", "npz", "--data_path", str(data),
+           "--method", method.split()[0], "--seed", str(cell.seed), "--output", str(out), "--device", "cpu",
+           *method.split()[1:], *extra]
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    summary = json.loads(next(out.rglob("summary.json")).read_text())
+    return float(summary["last_test_acc"]) / 100
+
+
+def _mean(values: list[float]) -> float:
+    values = [v for v in values if v == v]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean over seeds per (cell, detector)."""
+    groups = defaultdict(list)
+    for row in rows:
+        groups[(row["cell"], row["detector"])].append(row)
+    out = []
+    for (cell, det), group in groups.items():
+        keys = [k for k in group[0] if isinstance(group[0][k], (int, float)) and k != "seed"]
+        out.append({"cell": cell, "detector": det, "seeds": len(group), **{k: _mean([g[k] for g in group])
+                                                                          for k in keys}})
+    return out
+
+
+def target_notes(summary: list[dict], target: str) -> list[str]:
+    """The issue's detection targets for ``target``, met or missed by how much, per cell."""
+    by = {(r["cell"], r["detector"]): r for r in summary}
+    notes = []
+    for cell in dict.fromkeys(r["cell"] for r in summary):
+        ours = by.get((cell, target))
+        if ours is None:
+            continue
+        peers = ["cleanlab"] + (["knn"] if HUMAN_CELLS in cell else [])
+        for peer in peers:
+            other = by.get((cell, peer))
+            if other is None:
+                continue
+            for metric in ("auroc", "f1"):
+                gap = ours[metric] - other[metric]
+                notes.append(f"{cell}: {target} {metric} {ours[metric]:.3f} vs {peer} {other[metric]:.3f} -> "
+                             f"{'met' if gap >= 0 else 'MISSED'} ({gap:+.3f})")
+    return notes
+
+
+def print_table(summary: list[dict]) -> None:
+    print(f"{'cell':28s} {'detector':34s} {'AUROC':>6s} {'F1':>6s} {'P':>6s} {'R':>6s} {'train':>5s} {'sec':>6s}")
+    for r in summary:
+        print(f"{r['cell']:28s} {r['detector']:34s} {r['auroc']:6.3f} {r['f1']:6.3f} {r['precision']:6.3f} "
+              f"{r['recall']:6.3f} {r['trainings']:5.0f} {r['seconds']:6.2f}")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--embeddings", type=str, default="/work/data/embeddings",
+                        help="folder of bench.embeddings' <dataset>.npz files")
+    parser.add_argument("--cells", type=str, nargs="+", default=DEFAULT_CELLS,
+                        help='cells as "<dataset> <kind>:<rate>" or "cifar10 human:<aggre|random1|worst>"')
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds (subset, noise, folds)")
+    parser.add_argument("--detectors", type=str, nargs="+", default=DEFAULT_DETECTORS,
+                        help="detector specs: fine:<option>=<value>,..., cleanlab, knn, loss-gmm, small-loss")
+    parser.add_argument("--target", type=str, default=TARGET_DETECTOR,
+                        help="the detector the targets are checked for (engine.detect's default)")
+    parser.add_argument("--size", type=int, default=5000, help="detection samples per cell (digits: all it has)")
+    parser.add_argument("--test_size", type=int, default=5000, help="clean test samples per cell (digits: 540)")
+    parser.add_argument("--e2e", type=str, nargs="*", default=[],
+                        help="detectors whose selection trains a logistic regression (plus logreg and "
+                             "CleanLearning); none by default")
+    parser.add_argument("--trainer", type=str, nargs="*", default=[],
+                        help='dynamic_selection.train methods on the cell as an .npz, e.g. "standard" "fine"')
+    parser.add_argument("--trainer_flags", type=str, default="",
+                        help="extra flags for every trainer run (space-separated)")
+    parser.add_argument("--csv", type=str, default=None, help="write one row per cell, seed and detector here")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = get_args_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        import cleanlab  # noqa: F401
+        has_cleanlab = True
+    except ImportError:
+        has_cleanlab = False
+        print("cleanlab is not installed (pip install -r bench/requirements.txt): its rows are skipped")
+    detectors = [d for d in args.detectors if has_cleanlab or d != "cleanlab"]
+    rows, e2e_rows, files = [], [], {}
+    for spec in args.cells:
+        dataset, noise = spec.split()
+        if dataset not in files:
+            with np.load(Path(args.embeddings) / f"{dataset}.npz") as f:
+                files[dataset] = dict(f)
+        size, test_size = (1257, 540) if dataset == "digits" else (args.size, args.test_size)
+        for seed in args.seeds:
+            cell = make_cell(files[dataset], dataset, noise, seed, size=size, test_size=test_size)
+            selections = {}
+            for det in detectors:
+                out = run_detector(det, cell)
+                selections[det] = out["clean"]
+                rows.append({"cell": cell.name, "seed": seed, "detector": det,
+                             **detection_metrics(out["clean"], out["score"], cell.is_clean),
+                             "trainings": out["trainings"], "seconds": out["seconds"],
+                             "noise_rate": float((~cell.is_clean).mean())})
+            if args.e2e or args.trainer:
+                accs = e2e_logistic(cell, {d: selections[d] for d in args.e2e if d in selections}, has_cleanlab)
+                with tempfile.TemporaryDirectory() as tmp:
+                    for method in args.trainer:
+                        accs[f"trainer {method}"] = run_trainer(cell, method, args.trainer_flags.split(), Path(tmp))
+                e2e_rows += [{"cell": cell.name, "seed": seed, "detector": k, "accuracy": v} for k, v in accs.items()]
+            print(f"done {cell.name} seed {seed}", flush=True)
+    summary = summarize(rows)
+    print_table(summary)
+    print("\ntargets (mean over seeds):")
+    for note in target_notes(summary, args.target):
+        print("  " + note)
+    if e2e_rows:
+        print("\nend to end: test accuracy (mean over seeds)")
+        for r in summarize(e2e_rows):
+            print(f"  {r['cell']:28s} {r['detector']:40s} {r['accuracy']:.4f}")
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows + e2e_rows for k in r}))
+            writer.writeheader()
+            writer.writerows(rows + e2e_rows)
+    return summary + summarize(e2e_rows)
+
+
+if __name__ == "__main__":
+    run_cli(main)
