@@ -132,7 +132,9 @@ def add_selector_args(parser: argparse.ArgumentParser, *, choices: tuple[str, ..
     s.add_argument("--score", type=str, default=None, choices=SCORES,
                    help="FINE score: abs = |<u, z/|z|>| as the published code, squared = the paper's squared "
                         "alignment, margin = abs minus the sample's best abs against another class's direction, a "
-                        "class split only when part of it lies closer to another class (default per recipe: abs on "
+                        "class split only when part of it lies closer to another class, lda = the margin of the "
+                        "linear discriminant (whitened by the pooled within-class covariance, re-estimated on its "
+                        "selection) (default per recipe: abs on "
                         "the paper's datasets, margin on digits, Fashion-MNIST and users' data)")
     s.add_argument("--vector", type=str, default="eigen", choices=VECTORS,
                    help="FINE class direction: top eigenvector of the class's gram matrix (published), or the "
@@ -225,6 +227,6 @@ def check_selector_args(args: argparse.Namespace) -> None:
 
 def check_fit_and_score(fit: str, score: str) -> None:
     """Refuse a beta mixture on margins (they lie in [-1, 1]), for the trainers and ``engine.detect``."""
-    if fit == "bmm" and score == "margin":
-        raise UserError("--fit bmm needs scores in [0, 1] but --score margin lies in [-1, 1]; add --score abs (or "
-                        "use --fit gmm)")
+    if fit == "bmm" and score in ("margin", "lda"):
+        raise UserError(f"--fit bmm needs scores in [0, 1] but --score {score} gives margins; add --score abs (or "
+                        f"use --fit gmm)")

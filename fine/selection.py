@@ -33,7 +33,7 @@ from fine.distributed import all_reduce_sum, gather_by_index, is_distributed, is
 from fine.mixture import MixtureFit, fit_gmm, fit_mixture, pad_groups
 
 FITS = ("gmm", "kmeans", "bmm")
-SCORES = ("abs", "squared", "margin")
+SCORES = ("abs", "squared", "margin", "lda")  # "lda": fine/discriminant.py
 VECTORS = ("eigen", "mean")
 _SCORE_CHUNK = 16384  # rows per block when scoring: bounds the (rows, C) temporary
 
@@ -306,6 +306,9 @@ def alignment_scores(features: torch.Tensor, labels: torch.Tensor, vectors: torc
     """
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+    if score == "lda":
+        raise ValueError("score='lda' needs class means and a covariance, not directions; use fine_select or "
+                         "fine.discriminant.discriminant_scores")
     vectors = vectors.to(device=features.device, dtype=features.dtype)
     labels = labels.to(device=features.device, dtype=torch.int64)
     if score == "margin":
@@ -365,8 +368,9 @@ def _check_options(fit: str, threshold: float, *, score: str = "abs", vector: st
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
     if fit == "bmm" and not normalize:
         raise ValueError("fit='bmm' needs scores in [0, 1]; use normalize=True or another fit")
-    if fit == "bmm" and score == "margin":
-        raise ValueError("fit='bmm' needs scores in [0, 1] but margins lie in [-1, 1]; use fit='gmm' or 'kmeans'")
+    if fit == "bmm" and score in ("margin", "lda"):
+        raise ValueError(f"fit='bmm' needs scores in [0, 1] but {score} scores are margins; use fit='gmm' or "
+                         f"'kmeans'")
 
 
 def _split_scores(scores: torch.Tensor, labels: torch.Tensor, num_classes: int, ref_counts: torch.Tensor | None,
@@ -448,6 +452,10 @@ def fine_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, 
         (:func:`alignment_scores`); with "margin" a class is split only when its lower mixture component has a
         negative mean (a population closer to other classes' directions than to its own), so a class holding no
         mislabelled samples, e.g. one that asymmetric noise never flips into, is kept whole. Not with ``fit="bmm"``.
+        "lda" = the margin of Fisher's linear discriminant instead (class means and the pooled within-class
+        covariance of the reference samples, Ledoit-Wolf shrinkage), split like the margin and re-estimated twice on
+        its own selection (:func:`fine.discriminant.discriminant_select`; ``vector`` and ``normalize`` unused, the
+        returned ``eigvecs`` are the normalised discriminant weights). Not with ``fit="bmm"``.
     normalize : divide each feature by its norm before the inner product
     vector : "eigen" = top eigenvector of the class's uncentred gram, "mean" = normalised class mean
     max_iter, tol, reg_covar : mixture EM options (scikit-learn's meaning; the published values by default)
@@ -472,6 +480,10 @@ def fine_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, 
     if n == 0:
         return _empty_selection(features.device)
     norms = _row_norms(features)
+    if score == "lda":  # the margin in the whitened space, re-estimated on its selection (fine/discriminant.py)
+        from fine.discriminant import discriminant_select
+        return discriminant_select(features, labels, num_classes, ref_mask=ref_mask, fit=fit, threshold=threshold,
+                                   max_iter=max_iter, tol=tol, reg_covar=reg_covar)
 
     if eigvecs is not None:
         vectors = eigvecs.to(device=features.device, dtype=torch.float64)
@@ -523,6 +535,8 @@ def fine_select_distributed(features_local: torch.Tensor, labels_local: torch.Te
     ValueError on every rank : NaN/Inf features on any rank, or samples missing or repeated across the shards.
     """
     _check_options(fit, threshold, score=score, vector=vector, normalize=normalize)
+    if score == "lda":
+        raise ValueError("score='lda' is not available across processes yet; select on one process")
     features, labels = _check_inputs(features_local, labels_local, num_classes)
     n_local, device = features.shape[0], features.device
     ref_mask = _check_mask(ref_mask_local, n_local, device, "ref_mask_local")
