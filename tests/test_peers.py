@@ -1,0 +1,48 @@
+"""Smoke test of the peers benchmark (bench.peers) on a tiny synthetic embedding file."""
+import numpy as np
+import pytest
+
+from bench import detection, peers
+from bench.embeddings import make_cell
+
+
+def _embeddings(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 40)
+    feats = (np.eye(10, 16)[labels] * 4 + rng.normal(size=(400, 16))).astype(np.float32)
+    human = labels.copy()
+    human[::7] = (human[::7] + 3) % 10
+    np.savez(tmp_path / "cifar10.npz", features=feats, labels=labels, encoder_accuracy=np.float32(1.0),
+             human_worst=human, human_aggre=labels, human_random1=human)
+    return tmp_path
+
+
+def test_cells_are_balanced_disjoint_and_seeded(tmp_path):
+    emb = dict(np.load(_embeddings(tmp_path) / "cifar10.npz"))
+    a = make_cell(emb, "cifar10", "sym:0.5", 1, size=200, test_size=100)
+    b = make_cell(emb, "cifar10", "sym:0.5", 1, size=200, test_size=100)
+    assert np.bincount(a.clean).tolist() == [20] * 10 and np.array_equal(a.noisy, b.noisy)
+    assert 0.3 < (~a.is_clean).mean() < 0.6
+    human = make_cell(emb, "cifar10", "human:worst", 2, size=200, test_size=100)
+    assert (~human.is_clean).any() and human.test_features.shape == (100, 16)
+
+
+def test_peers_without_cleanlab_parts(tmp_path, capsys):
+    folder = _embeddings(tmp_path)
+    out = detection.main(["--peers", "--embeddings", str(folder), "--cells", "cifar10 human:worst",
+                          "cifar10 pairflip:0.3", "--seeds", "1", "--size", "200", "--test_size", "100",
+                          "--detectors", "fine:score=margin", "fine:score=lda", "knn", "loss-gmm", "small-loss",
+                          "--target", "fine:score=lda", "--csv", str(tmp_path / "p.csv")])
+    rows = {(r["cell"], r["detector"]): r for r in out}
+    lda = rows[("cifar10 pairflip:0.3", "fine:score=lda")]
+    assert lda["auroc"] > 0.9 and 0 <= lda["f1"] <= 1
+    assert (tmp_path / "p.csv").is_file() and "targets" in capsys.readouterr().out
+
+
+def test_peers_cleanlab_and_end_to_end(tmp_path):
+    pytest.importorskip("cleanlab")
+    folder = _embeddings(tmp_path)
+    out = peers.main(["--embeddings", str(folder), "--cells", "cifar10 sym:0.5", "--seeds", "1", "--size", "200",
+                      "--test_size", "100", "--detectors", "cleanlab", "fine:score=lda", "--e2e", "fine:score=lda"])
+    names = {r["detector"] for r in out}
+    assert {"cleanlab", "logreg", "CleanLearning", "logreg on fine:score=lda"} <= names
