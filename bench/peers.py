@@ -10,6 +10,8 @@ test set of ``--test_size`` (``bench.embeddings.make_cell``). Detectors (``DETEC
 and noisy labels; *trainings* counts the classifier fits each needs:
 
 - ``fine:<option>=<value>,...``: ``fine.selection.fine_select`` with those options (0 trainings on given features);
+- ``lda:<option>=<value>,...``: ``fine.discriminant.discriminant_select`` with those options (``refine``,
+  ``decision``, ``shrinkage``), i.e. FINE's ``score="lda"`` with options ``fine_select`` does not expose;
 - ``cleanlab``: ``cleanlab.filter.find_label_issues`` on out-of-sample probabilities of a 5-fold cross-validated
   logistic regression (standardised features), as cleanlab recommends for embeddings; ranked by
   ``cleanlab.rank.get_label_quality_scores`` (5 trainings);
@@ -47,6 +49,7 @@ from sklearn.preprocessing import StandardScaler
 
 from bench.embeddings import Cell, make_cell
 from fine.errors import run_cli
+from fine.discriminant import discriminant_select
 from fine.knn import knn_select
 from fine.selection import fine_select, loss_gmm_select, small_loss_select
 
@@ -67,6 +70,12 @@ def logistic_regression(seed: int = 0):
 
 def _fine(cell: Cell, options: dict) -> dict:
     sel = fine_select(torch.from_numpy(cell.features), torch.from_numpy(cell.noisy), cell.num_classes, **options)
+    return {"clean": sel.clean_mask.numpy(), "score": sel.scores.numpy(), "trainings": 0}
+
+
+def _lda(cell: Cell, options: dict) -> dict:
+    sel = discriminant_select(torch.from_numpy(cell.features), torch.from_numpy(cell.noisy), cell.num_classes,
+                              **options)
     return {"clean": sel.clean_mask.numpy(), "score": sel.scores.numpy(), "trainings": 0}
 
 
@@ -129,6 +138,8 @@ def run_detector(spec: str, cell: Cell) -> dict:
         warnings.simplefilter("ignore")
         if name == "fine":
             out = _fine(cell, parse_options(options))
+        elif name == "lda":
+            out = _lda(cell, parse_options(options))
         else:
             out = {"cleanlab": _cleanlab, "knn": _knn, "loss-gmm": _loss_gmm, "small-loss": _small_loss}[name](cell)
     out["seconds"] = time.perf_counter() - start

@@ -25,6 +25,7 @@ import torch
 from fine.selection import Selection, _split_scores
 
 _BLOCK = 16384  # rows per block
+DECISIONS = ("sign", "mixture")
 
 
 def discriminant_statistics(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -106,11 +107,15 @@ def discriminant_scores(features: torch.Tensor, labels: torch.Tensor, num_classe
 
 
 def discriminant_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
-                        ref_mask: torch.Tensor | None = None, refine: int = 2, shrinkage: float | str = "auto",
-                        fit: str = "gmm", threshold: float = 0.5, max_iter: int = 100, tol: float = 1e-6,
-                        reg_covar: float = 1e-6) -> Selection:
-    """FINE with ``score="lda"``: discriminant margins split per class, re-estimated ``refine`` times on the
-    selection (see the module docstring). Inputs as :func:`fine.selection.fine_select` (validated there).
+                        ref_mask: torch.Tensor | None = None, refine: int = 1, decision: str = "sign",
+                        shrinkage: float | str = "auto", fit: str = "gmm", threshold: float = 0.5,
+                        max_iter: int = 100, tol: float = 1e-6, reg_covar: float = 1e-6) -> Selection:
+    """FINE with ``score="lda"``: discriminant margins, re-estimated ``refine`` times on the selection (see the
+    module docstring). Inputs as :func:`fine.selection.fine_select` (validated there).
+
+    ``decision="sign"``: a sample is clean when its margin is >= 0 (no other class's discriminant beats its own;
+    ``clean_prob`` = sigmoid of the margin); ``"mixture"``: FINE's per-class split of the margins (``fit``,
+    ``threshold``; a class is split only when its lower component has a negative mean).
 
     Returns
     -------
@@ -119,13 +124,18 @@ def discriminant_select(features: torch.Tensor, labels: torch.Tensor, num_classe
     """
     if refine < 0:
         raise ValueError(f"refine must be at least 0, got {refine}")
+    if decision not in DECISIONS:
+        raise ValueError(f"unknown decision {decision!r}; choose one of {', '.join(DECISIONS)}")
     options = {"max_iter": max_iter, "tol": tol, "reg_covar": reg_covar}
     mask = ref_mask
     for _ in range(refine + 1):
         weights, offsets, _ = discriminant_statistics(features, labels, num_classes, mask, shrinkage=shrinkage)
         scores = discriminant_margins(features, labels, weights, offsets)
-        ref_counts = None if mask is None else torch.bincount(labels[mask], minlength=num_classes)
-        sel = _split_scores(scores, labels, num_classes, ref_counts, fit, threshold, options, True)
+        if decision == "sign":
+            sel = Selection(clean_mask=scores >= 0, clean_prob=torch.sigmoid(scores), scores=scores)
+        else:
+            ref_counts = None if mask is None else torch.bincount(labels[mask], minlength=num_classes)
+            sel = _split_scores(scores, labels, num_classes, ref_counts, fit, threshold, options, True)
         mask = sel.clean_mask
     sel.eigvecs = (weights / weights.norm(dim=1, keepdim=True).clamp_min(1e-300)).float()
     return sel
