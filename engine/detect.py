@@ -42,9 +42,9 @@ from fine.label_issues import estimate_noise, rank_suspects, suggest_labels
 from fine.models import create_model
 from fine.selection import FITS, SCORES, VECTORS, fine_select, selection_metrics
 
-# FINE's options and their defaults when neither a flag nor the run sets them (users' data: the margin score, as the
-# trainers' recipes for data that is not the paper's)
-DEFAULTS = {"fit": "gmm", "p_threshold": 0.5, "score": "margin", "vector": "eigen", "gmm_max_iter": 100}
+# FINE's options and their defaults when neither a flag nor the run sets them (features from any encoder: the
+# discriminant margin, the winner of python -m bench.peers against cleanlab and k-NN; see the README)
+DEFAULTS = {"fit": "gmm", "p_threshold": 0.5, "score": "lda", "vector": "eigen", "gmm_max_iter": 100}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -71,9 +71,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     fine.add_argument("--p_threshold", type=float, default=None,
                       help="zeta: a sample is clean when the posterior of the clean component exceeds it (0.5)")
     fine.add_argument("--score", type=str, default=None, choices=SCORES,
-                      help="abs = |<u, z/|z|>| (published code), squared (paper), margin = abs minus the best abs "
+                      help="abs = |<u, z/|z|>| (published code), squared (paper), lda = the margin of the linear "
+                           "discriminant (pooled within-class covariance), re-estimated on the samples it keeps, "
+                           "clean when >= 0 (--fit and --p_threshold unused), margin = abs minus the best abs "
                            "against another class's direction, a class split only when part of it lies closer to "
-                           "another class (margin)")
+                           "another class (lda)")
     fine.add_argument("--vector", type=str, default=None, choices=VECTORS,
                       help="class direction: top eigenvector of the class gram matrix, or the class mean (eigen)")
     fine.add_argument("--gmm_max_iter", type=int, default=None, help="EM iterations of each class's mixture (100)")

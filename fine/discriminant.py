@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from fine.selection import Selection, _split_scores
+from fine.selection import Selection, _split_scores, class_top_eigenvectors
 
 _BLOCK = 16384  # rows per block
 DECISIONS = ("sign", "mixture")
@@ -119,8 +119,8 @@ def discriminant_select(features: torch.Tensor, labels: torch.Tensor, num_classe
 
     Returns
     -------
-    Selection whose ``scores`` are the last margins and ``eigvecs`` the (C, D) unit-normalised discriminant weights
-    ``S^-1 mu_k`` of the last estimate.
+    Selection whose ``scores`` are the last margins and ``eigvecs`` the (C, D) FINE directions
+    (:func:`fine.selection.class_top_eigenvectors`) of the reference samples of the last estimate.
     """
     if refine < 0:
         raise ValueError(f"refine must be at least 0, got {refine}")
@@ -136,6 +136,7 @@ def discriminant_select(features: torch.Tensor, labels: torch.Tensor, num_classe
         else:
             ref_counts = None if mask is None else torch.bincount(labels[mask], minlength=num_classes)
             sel = _split_scores(scores, labels, num_classes, ref_counts, fit, threshold, options, True)
-        mask = sel.clean_mask
-    sel.eigvecs = (weights / weights.norm(dim=1, keepdim=True).clamp_min(1e-300)).float()
+        previous, mask = mask, sel.clean_mask
+    # the classes' FINE directions of the last reference set, for suggested labels (fine.label_issues)
+    sel.eigvecs = class_top_eigenvectors(features, labels, num_classes, previous).float()
     return sel

@@ -453,9 +453,9 @@ def fine_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, 
         negative mean (a population closer to other classes' directions than to its own), so a class holding no
         mislabelled samples, e.g. one that asymmetric noise never flips into, is kept whole. Not with ``fit="bmm"``.
         "lda" = the margin of Fisher's linear discriminant instead (class means and the pooled within-class
-        covariance of the reference samples, Ledoit-Wolf shrinkage), split like the margin and re-estimated twice on
-        its own selection (:func:`fine.discriminant.discriminant_select`; ``vector`` and ``normalize`` unused, the
-        returned ``eigvecs`` are the normalised discriminant weights). Not with ``fit="bmm"``.
+        covariance of the reference samples, Ledoit-Wolf shrinkage), re-estimated once on the samples whose margin
+        is >= 0, clean = margin >= 0 (:func:`fine.discriminant.discriminant_select`; ``fit``, ``threshold``,
+        ``vector``, ``normalize`` and ``eigvecs`` unused). Not with ``fit="bmm"``.
     normalize : divide each feature by its norm before the inner product
     vector : "eigen" = top eigenvector of the class's uncentred gram, "mean" = normalised class mean
     max_iter, tol, reg_covar : mixture EM options (scikit-learn's meaning; the published values by default)

@@ -68,7 +68,7 @@ def test_detect_ranks_the_mislabelled_samples_first_and_suggests_their_true_labe
     assert written["detection"]["precision"] == pytest.approx(precision)
     assert written["detection"]["recall"] == pytest.approx(recall)
     assert written["detection"]["auroc"] > 0.95 and written["true_noise_rate"] == pytest.approx(0.2)
-    assert written["options"] == {"fit": "gmm", "p_threshold": 0.5, "score": "margin", "vector": "eigen",
+    assert written["options"] == {"fit": "gmm", "p_threshold": 0.5, "score": "lda", "vector": "eigen",
                                   "gmm_max_iter": 100}
     assert "precision" in capsys.readouterr().out
 
@@ -128,7 +128,7 @@ def _bad_inputs(tmp_path: Path) -> dict:
     ("features", "labels", ["--num_classes", "2"], ">= --num_classes 2"),
     ("nan", "labels", [], "NaN or Inf"),
     ("features", "labels", ["--clean_labels", "clean_short"], "--clean_labels holds shape (39,)"),
-    ("features", "labels", ["--fit", "bmm"], "--fit bmm needs scores in [0, 1] but --score margin"),
+    ("features", "labels", ["--fit", "bmm"], "--fit bmm needs scores in [0, 1] but --score lda"),
 ])
 def test_bad_inputs_are_one_line_errors(tmp_path, features, labels, extra, message):
     files = _bad_inputs(tmp_path)
