@@ -46,6 +46,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from bench.embeddings import Cell, make_cell
 from fine.errors import run_cli
@@ -97,10 +98,17 @@ def _knn(cell: Cell) -> dict:
     return {"clean": sel.clean_mask.numpy(), "score": sel.scores.numpy(), "trainings": 0}
 
 
+_LOSSES: dict[int, torch.Tensor] = {}  # per cell (by id): the one training loss-gmm and small-loss share
+
+
 def _losses(cell: Cell) -> torch.Tensor:
-    model = logistic_regression(cell.seed).fit(cell.features, cell.noisy)
-    probs = model.predict_proba(cell.features)
-    return torch.from_numpy(-np.log(np.clip(probs[np.arange(len(cell.noisy)), cell.noisy], 1e-12, None)))
+    if id(cell) not in _LOSSES:
+        _LOSSES.clear()
+        model = logistic_regression(cell.seed).fit(cell.features, cell.noisy)
+        probs = model.predict_proba(cell.features)
+        _LOSSES[id(cell)] = torch.from_numpy(-np.log(np.clip(probs[np.arange(len(cell.noisy)), cell.noisy], 1e-12,
+                                                                 None)))
+    return _LOSSES[id(cell)]
 
 
 def _loss_gmm(cell: Cell) -> dict:
@@ -189,8 +197,8 @@ def run_trainer(cell: Cell, method: str, extra: list[str], workdir: Path) -> flo
         write_npz(cell, data)
     out = workdir / method.replace(" ", "_")
     cmd = [sys.executable, "-m", "dynamic_selection.train", "--dataset", "npz", "--data_path", str(data),
-           "--method", method.split()[0], "--seed", str(cell.seed), "--output", str(out), "--device", "cpu",
-           *method.split()[1:], *extra]
+           "--noise_kind", "none", "--method", method.split()[0], "--seed", str(cell.seed), "--output", str(out),
+           "--device", "cpu", *method.split()[1:], *extra]
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     summary = json.loads(next(out.rglob("summary.json")).read_text())
     return float(summary["last_test_acc"]) / 100
@@ -263,13 +271,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trainer_flags", type=str, default="",
                         help="extra flags for every trainer run (space-separated)")
     parser.add_argument("--csv", type=str, default=None, help="write one row per cell, seed and detector here")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of torch and of numpy's BLAS")
     return parser
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = get_args_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)  # numpy/scikit-learn BLAS: oversubscribed threads slow the fits tenfold
     try:
         import cleanlab  # noqa: F401
         has_cleanlab = True
