@@ -58,10 +58,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CELLS = [f"{d} {n}" for d in ("digits", "fashion_mnist", "cifar10")
                  for n in ("sym:0.5", "asym:0.4", "pairflip:0.3")] + \
                 [f"cifar10 human:{h}" for h in ("aggre", "random1", "worst")]
-DEFAULT_DETECTORS = ["fine:score=abs", "fine:score=margin", "cleanlab", "knn", "loss-gmm", "small-loss"]
+DEFAULT_DETECTORS = ["fine:score=abs", "fine:score=margin", "fine:score=lda", "lda:refine=0",
+                     "lda:decision=mixture", "cleanlab", "knn", "loss-gmm", "small-loss"]
 HUMAN_CELLS = "human:"
-# the detector the targets are checked for: engine.detect's default on users' data
-TARGET_DETECTOR = "fine:score=margin"
+# the detector the targets are checked for: engine.detect's default on given features
+TARGET_DETECTOR = "fine:score=lda"
 
 
 def logistic_regression(seed: int = 0):
@@ -242,6 +243,22 @@ def target_notes(summary: list[dict], target: str) -> list[str]:
     return notes
 
 
+def e2e_notes(summary: list[dict], target: str) -> list[str]:
+    """The issue's end-to-end targets: FINE >= CleanLearning (the trainer's FINE where run, else a logistic
+    regression on ``target``'s selection) and the trainer's standard training >= a plain logistic regression."""
+    by = {(r["cell"], r["detector"]): r["accuracy"] for r in summary}
+    pairs = [("trainer fine", "CleanLearning"), (f"logreg on {target}", "CleanLearning"),
+             ("trainer standard", "logreg")]
+    notes = []
+    for cell in dict.fromkeys(r["cell"] for r in summary):
+        for ours, peer in pairs:
+            if (cell, ours) in by and (cell, peer) in by:
+                gap = by[(cell, ours)] - by[(cell, peer)]
+                notes.append(f"{cell}: {ours} {by[(cell, ours)]:.4f} vs {peer} {by[(cell, peer)]:.4f} -> "
+                             f"{'met' if gap >= 0 else 'MISSED'} ({gap:+.4f})")
+    return notes
+
+
 def print_table(summary: list[dict]) -> None:
     print(f"{'cell':28s} {'detector':34s} {'AUROC':>6s} {'F1':>6s} {'P':>6s} {'R':>6s} {'train':>5s} {'sec':>6s}")
     for r in summary:
@@ -263,9 +280,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="the detector the targets are checked for (engine.detect's default)")
     parser.add_argument("--size", type=int, default=5000, help="detection samples per cell (digits: all it has)")
     parser.add_argument("--test_size", type=int, default=5000, help="clean test samples per cell (digits: 540)")
-    parser.add_argument("--e2e", type=str, nargs="*", default=[],
+    parser.add_argument("--e2e", type=str, nargs="*", default=["fine:score=lda"],
                         help="detectors whose selection trains a logistic regression (plus logreg and "
-                             "CleanLearning); none by default")
+                             "CleanLearning)")
     parser.add_argument("--trainer", type=str, nargs="*", default=[],
                         help='dynamic_selection.train methods on the cell as an .npz, e.g. "standard" "fine"')
     parser.add_argument("--trainer_flags", type=str, default="",
@@ -317,8 +334,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print("  " + note)
     if e2e_rows:
         print("\nend to end: test accuracy (mean over seeds)")
-        for r in summarize(e2e_rows):
+        e2e_summary = summarize(e2e_rows)
+        for r in e2e_summary:
             print(f"  {r['cell']:28s} {r['detector']:40s} {r['accuracy']:.4f}")
+        print("\nend-to-end targets (mean over seeds):")
+        for note in e2e_notes(e2e_summary, args.target):
+            print("  " + note)
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "w", newline="") as f:
