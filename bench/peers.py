@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -200,7 +201,8 @@ def run_trainer(cell: Cell, method: str, extra: list[str], workdir: Path) -> flo
     cmd = [sys.executable, "-m", "dynamic_selection.train", "--dataset", "npz", "--data_path", str(data),
            "--noise_kind", "none", "--method", method.split()[0], "--seed", str(cell.seed), "--output", str(out),
            "--device", "cpu", *method.split()[1:], *extra]
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
     summary = json.loads(next(out.rglob("summary.json")).read_text())
     return float(summary["last_test_acc"]) / 100
 
