@@ -70,3 +70,14 @@ def test_lda_refuses_bmm_and_direction_scoring():
     with pytest.raises(ValueError, match="lda"):
         alignment_scores(torch.tensor(feats), torch.tensor(labels), torch.ones(4, 6, dtype=torch.float64),
                          score="lda")
+
+
+def test_lda_through_the_trainers_selector_with_a_reference_mask():
+    from fine.selection import SelectorConfig, select_samples
+    feats, labels = _data(4)
+    ref = torch.tensor(np.arange(len(labels)) % 2 == 0)
+    sel = select_samples(SelectorConfig(score="lda"), torch.tensor(feats, dtype=torch.float32), None,
+                         torch.tensor(labels), 4, ref_mask=ref)
+    assert sel.clean_mask.shape == (len(labels),) and sel.clean_mask.float().mean() > 0.5
+    with pytest.raises(ValueError, match="bmm"):
+        SelectorConfig(score="lda", fit="bmm")
