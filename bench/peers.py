@@ -249,7 +249,8 @@ def e2e_notes(summary: list[dict], target: str) -> list[str]:
     """The issue's end-to-end targets: FINE >= CleanLearning (the trainer's FINE where run, else a logistic
     regression on ``target``'s selection) and the trainer's standard training >= a plain logistic regression."""
     by = {(r["cell"], r["detector"]): r["accuracy"] for r in summary}
-    pairs = [("trainer fine", "CleanLearning"), (f"logreg on {target}", "CleanLearning"),
+    trainers = sorted({r["detector"] for r in summary if r["detector"].startswith("trainer fine")})
+    pairs = [*((t, "CleanLearning") for t in trainers), (f"logreg on {target}", "CleanLearning"),
              ("trainer standard", "logreg")]
     notes = []
     for cell in dict.fromkeys(r["cell"] for r in summary):
