@@ -135,7 +135,7 @@ def add_selector_args(parser: argparse.ArgumentParser, *, choices: tuple[str, ..
                         "class split only when part of it lies closer to another class, lda = the margin of the "
                         "linear discriminant (whitened by the pooled within-class covariance, re-estimated on its "
                         "selection) (default per recipe: abs on "
-                        "the paper's datasets, margin on digits, Fashion-MNIST and users' data)")
+                        "the paper's datasets, lda on .npz tables, margin on digits, Fashion-MNIST and images)")
     s.add_argument("--vector", type=str, default="eigen", choices=VECTORS,
                    help="FINE class direction: top eigenvector of the class's gram matrix (published), or the "
                         "normalised class mean (as FINE_official's unused eigen=False path, which no published run "
