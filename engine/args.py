@@ -95,6 +95,13 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                      help="continue the run in its directory from last.pt (a finished run is skipped, a missing "
                           "one is started)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing run directory and start again")
+    run.add_argument("--init_from", type=str, default=None, metavar="CKPT",
+                     help="start this run from another run's checkpoint (e.g. a warm-up's epoch_NNN.pt): its networks, "
+                          "optimisers, schedules, RNG states and epoch, with this run's method and selector; the "
+                          "flags that define the data, networks and schedule must equal the checkpoint's")
+    run.add_argument("--save_epochs", type=int, nargs="*", default=None, metavar="EPOCH",
+                     help="also keep the checkpoint written after each of these 0-based epochs as epoch_NNN.pt "
+                          "(starting points for --init_from)")
     run.add_argument("--dry_run", action="store_true",
                      help="print the resolved configuration (command line + recipe) as one JSON object and exit "
                           "without loading data or touching the run directory")
