@@ -252,7 +252,11 @@ def fit(trainer_cls: type[Trainer], args: argparse.Namespace) -> dict:
     run = Run(args, world, data, run_dir, nets, resident, logger=None, state=_fresh_state())
     trainer = trainer_cls(run)
     if resuming:
-        _restore(run, trainer, run_dir / "last.pt")
+        _restore(run, trainer, load_checkpoint(run_dir / "last.pt"))
+        print0(f"resumed from {run_dir / 'last.pt'} after epoch {run.state['epoch']}")
+    elif args.init_from is not None:
+        _restore(run, trainer, _fork_checkpoint(args, trainer_cls.num_networks(args)), method_state=False)
+        print0(f"started from {args.init_from} after its epoch {run.state['epoch']}")
     run.logger = RunLogger(run_dir, resume_epoch=run.state["epoch"] + 1) if world.is_main else None
     evaluation = _Evaluation(run, trainer_cls.ensemble)
     start = time.time() - run.state["elapsed"]
@@ -353,6 +357,8 @@ def _end_epoch(run: Run, trainer: Trainer, row: dict, start: float) -> None:
         save_checkpoint(ckpt, run.run_dir / "last.pt")
         if improved:
             save_checkpoint(ckpt, run.run_dir / "best.pt")
+        if epoch in (run.args.save_epochs or []):
+            save_checkpoint(ckpt, run.run_dir / f"epoch_{epoch:03d}.pt")
     loss = "no training" if row["train/loss"] is None else f"loss {row['train/loss']:.4f}"
     val = f" val {row['val/acc']:.2f}" if row["val/acc"] is not None else ""
     print0(f"epoch {epoch:3d} {loss}{val} test {row['test/acc']:.2f} "
@@ -372,9 +378,35 @@ def _checkpoint(run: Run, trainer: Trainer) -> dict:
             "losses": [loss.state_dict() for loss in trainer.losses or []], "rng": rng_state()}
 
 
-def _restore(run: Run, trainer: Trainer, path: Path) -> None:
-    """Load what :func:`_checkpoint` saved into the run's networks, the trainer and the RNGs."""
+# Flags a run started with --init_from must share with the checkpoint: they define the data, the networks and the
+# optimisation the checkpoint's state belongs to.
+FORK_SHARED = ("dataset", "noise_kind", "noise_rate", "noise_label", "noise_file", "noise_seed", "val_size",
+               "num_batches", "loss", "arch", "init", "pretrained", "epochs", "batch_size", "lr", "optimizer",
+               "momentum", "weight_decay", "lr_schedule", "milestones", "gamma", "decay_start", "seed", "amp")
+
+
+def _fork_checkpoint(args: argparse.Namespace, num_networks: int) -> dict:
+    """The ``--init_from`` checkpoint, once it is known to fit this run (one-line UserError otherwise)."""
+    path = Path(args.init_from)
+    if not path.is_file():
+        raise UserError(f"--init_from {path} does not exist; pass a checkpoint (last.pt or epoch_NNN.pt) of a run")
     ckpt = load_checkpoint(path)
+    differ = [f"--{k} {ckpt['args'].get(k)} there, {getattr(args, k, None)} here" for k in FORK_SHARED
+              if ckpt["args"].get(k) != getattr(args, k, None)]
+    if differ:
+        raise UserError(f"--init_from {path} was trained with other flags ({'; '.join(differ)}); pass the same")
+    if len(ckpt["models"]) != num_networks:
+        raise UserError(f"--init_from {path} holds {len(ckpt['models'])} network(s) but this method trains "
+                        f"{num_networks}; start from a run of a method with as many")
+    if ckpt["state"]["epoch"] + 1 >= args.epochs:
+        raise UserError(f"--init_from {path} is from epoch {ckpt['state']['epoch']}, the last of --epochs "
+                        f"{args.epochs}; pass an earlier checkpoint")
+    return ckpt
+
+
+def _restore(run: Run, trainer: Trainer, ckpt: dict, *, method_state: bool = True) -> None:
+    """Load what :func:`_checkpoint` saved into the run's networks, the RNGs and, with ``method_state``, the
+    trainer (a run started ``--init_from`` another run keeps its own method's fresh state)."""
     nets = run.nets
     for i, model in enumerate(nets.models):
         unwrap_model(model).load_state_dict(ckpt["models"][i])
@@ -384,9 +416,9 @@ def _restore(run: Run, trainer: Trainer, path: Path) -> None:
     for loss, saved in zip(trainer.losses or [], ckpt["losses"]):
         loss.load_state_dict(saved)
     run.state = ckpt["state"]
-    trainer.load_state_dict(ckpt["trainer"])
+    if method_state:
+        trainer.load_state_dict(ckpt["trainer"])
     set_rng_state(ckpt["rng"])
-    print0(f"resumed from {path} after epoch {run.state['epoch']}")
 
 
 def _summarize(run: Run, trainer_cls: type[Trainer], wall_time: float, has_val: bool) -> dict:

@@ -16,7 +16,8 @@ from fine.errors import UserError
 from engine.logger import write_json
 
 # Flags that change where or how a run executes, not what it computes: they stay out of the run's name.
-NON_DEFINING = frozenset({"output", "resume", "overwrite", "dry_run", "device", "workers", "data_path"})
+NON_DEFINING = frozenset({"output", "resume", "overwrite", "dry_run", "device", "workers", "data_path",
+                          "save_epochs"})
 
 
 def seed_everything(seed: int) -> None:
