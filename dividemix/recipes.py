@@ -42,9 +42,9 @@ _BASE = {
     "fashion_mnist-cuda": dict(_CIFAR, epochs=100, milestones=[50], warmup=10),
     # Users' images: the CIFAR-10 recipe.
     "folder": dict(_CIFAR, warmup=10),
-    # Tables and 1-D signals in a user's .npz: an MLP or a small 1-D CNN (their two "views" are identical, since such
-    # inputs are not augmented; the unlabelled loss then self-trains on mixed inputs, which cost 15-25 points on a
-    # binary table at lambda_u 25 against 0 in our runs, hence lambda_u 0 by default).
+    # Tables and 1-D signals in a user's .npz: an MLP or a small 1-D CNN (their two "views" are the same standardised
+    # sample, the identity, since such inputs are not augmented; the unlabelled loss then self-trains on mixed inputs,
+    # which cost 15-25 points on a binary table at lambda_u 25 against 0 in our runs, hence lambda_u 0 by default).
     "npz-table": dict(arch="mlp", epochs=60, batch_size=64, lr=0.01, weight_decay=5e-4, lr_schedule="multistep",
                       milestones=[40], gamma=0.1, val_size=0, warmup=10),
 }
@@ -94,7 +94,7 @@ def recipe(dataset: str, noise_kind: str, noise_rate: float, variant: str = "", 
     """
     extreme = noise_kind == "sym" and noise_rate is not None and noise_rate >= 0.9
     base = _BASE[f"{dataset}-{variant}" if variant else dataset]
-    out = dict({"alpha": 4.0, "optimizer": "sgd", "reference": "class", "unlabelled": "mix",
+    out = dict({"alpha": 4.0, "optimizer": "sgd", "init": "pytorch", "reference": "class", "unlabelled": "mix",
                 "warmup_penalty": "on" if noise_kind == "asym" else "off", "gmm_max_iter": 100}, **base,
                lambda_u=lambda_u_default(dataset, noise_kind, noise_rate, variant), p_threshold=0.6 if extreme else 0.5,
                loss_history=5 if extreme else 1, score=default_score(dataset))
