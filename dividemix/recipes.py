@@ -67,13 +67,15 @@ LAMBDA_U = {
     ("cifar100", "sym", 0.2): 25.0, ("cifar100", "sym", 0.5): 150.0, ("cifar100", "sym", 0.8): 150.0,
     ("cifar100", "sym", 0.9): 150.0,
 }
-_DIGITS_LAMBDA_U = 25.0
+_DIGITS_LAMBDA_U = 25.0  # DM Train_cifar.py:21's default: digits and users' images
 
 
 def lambda_u_default(dataset: str, noise_kind: str, noise_rate: float, variant: str = "") -> float | None:
     """The published lambda_u of this setting (any setting for digits), or None when the paper gives none."""
     if dataset == "npz" and variant:  # tables and signals (see _BASE["npz-table"])
         return 0.0
+    if dataset in ("folder", "npz"):  # users' images: DM's default (Train_cifar.py:21)
+        return _DIGITS_LAMBDA_U
     if dataset in ("digits", "fashion_mnist"):  # Fashion-MNIST: CIFAR-10's value where there is one
         default = None if noise_rate is None else LAMBDA_U.get(("cifar10", noise_kind, round(noise_rate, 4)))
         return _DIGITS_LAMBDA_U if dataset == "digits" or default is None else default

@@ -429,9 +429,9 @@ def test_recipes_follow_what_the_npz_holds_without_loading_it(tmp_path, writer, 
     argv = ["--dataset", "npz", "--data_path", str(tmp_path / "data.npz"), "--noise_kind", "none", "--dry_run"]
     with contextlib.redirect_stdout(io.StringIO()):
         config = ds.main(ds.get_args_parser().parse_args(argv))
-        dividemix = dm.main(dm.get_args_parser().parse_args(argv + (["--lambda_u", "25"] if arch is None else [])))
-    if arch is None:  # images: each trainer's CIFAR-10 recipe
-        assert (config["arch"], dividemix["arch"]) == ("resnet34", "preact_resnet18")
+        dividemix = dm.main(dm.get_args_parser().parse_args(argv))
+    if arch is None:  # images: each trainer's CIFAR-10 recipe, with DivideMix's default lambda_u
+        assert (config["arch"], dividemix["arch"], dividemix["lambda_u"]) == ("resnet34", "preact_resnet18", 25.0)
     else:
         assert config["arch"] == dividemix["arch"] == arch
         # tables and signals are not augmented, so DivideMix's unlabelled loss is off by default
