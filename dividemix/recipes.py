@@ -42,9 +42,9 @@ _BASE = {
     "fashion_mnist-cuda": dict(_CIFAR, epochs=100, milestones=[50], warmup=10),
     # Users' images: the CIFAR-10 recipe.
     "folder": dict(_CIFAR, warmup=10),
-    # Tables and 1-D signals in a user's .npz: an MLP or a small 1-D CNN (their two "views" are identical, since such
-    # inputs are not augmented; the unlabelled loss then self-trains on mixed inputs, which cost 15-25 points on a
-    # binary table at lambda_u 25 against 0 in our runs, hence lambda_u 0 by default).
+    # Tables and 1-D signals in a user's .npz: an MLP or a small 1-D CNN (their two "views" are the same standardised
+    # sample, the identity, since such inputs are not augmented; the unlabelled loss then self-trains on mixed inputs,
+    # which cost 15-25 points on a binary table at lambda_u 25 against 0 in our runs, hence lambda_u 0 by default).
     "npz-table": dict(arch="mlp", epochs=60, batch_size=64, lr=0.01, weight_decay=5e-4, lr_schedule="multistep",
                       milestones=[40], gamma=0.1, val_size=0, warmup=10),
 }
@@ -73,13 +73,15 @@ LAMBDA_U = {
     ("cifar100", "sym", 0.2): 25.0, ("cifar100", "sym", 0.5): 150.0, ("cifar100", "sym", 0.8): 150.0,
     ("cifar100", "sym", 0.9): 150.0,
 }
-_DIGITS_LAMBDA_U = 25.0
+_DIGITS_LAMBDA_U = 25.0  # DM Train_cifar.py:21's default: digits and users' images
 
 
 def lambda_u_default(dataset: str, noise_kind: str, noise_rate: float, variant: str = "") -> float | None:
     """The published lambda_u of this setting (any setting for digits), or None when the paper gives none."""
     if dataset == "npz" and variant:  # tables and signals (see _BASE["npz-table"])
         return 0.0
+    if dataset in ("folder", "npz"):  # users' images: DM's default (Train_cifar.py:21)
+        return _DIGITS_LAMBDA_U
     if dataset in ("digits", "fashion_mnist"):  # Fashion-MNIST: CIFAR-10's value where there is one
         default = None if noise_rate is None else LAMBDA_U.get(("cifar10", noise_kind, round(noise_rate, 4)))
         return _DIGITS_LAMBDA_U if dataset == "digits" or default is None else default
@@ -100,7 +102,7 @@ def recipe(dataset: str, noise_kind: str, noise_rate: float, variant: str = "", 
     """
     extreme = noise_kind == "sym" and noise_rate is not None and noise_rate >= 0.9
     base = _BASE[f"{dataset}-{variant}" if variant else dataset]
-    out = dict({"alpha": 4.0, "optimizer": "sgd", "reference": "class", "unlabelled": "mix",
+    out = dict({"alpha": 4.0, "optimizer": "sgd", "init": "pytorch", "reference": "class", "unlabelled": "mix",
                 "warmup_penalty": "on" if noise_kind == "asym" else "off", "gmm_max_iter": 100}, **base,
                lambda_u=lambda_u_default(dataset, noise_kind, noise_rate, variant), p_threshold=0.6 if extreme else 0.5,
                loss_history=5 if extreme else 1, score=default_score(dataset))

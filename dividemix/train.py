@@ -76,8 +76,9 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     check_selector_flags(args)
     fill_defaults(args, recipe(args.dataset, args.noise_kind, args.noise_rate, recipe_variant(args), args.selector))
     if args.lambda_u is None:
-        raise UserError(f"DivideMix publishes no lambda_u for {args.dataset} {args.noise_kind} noise "
-                        f"{args.noise_rate:g}; pass --lambda_u (e.g. 25)")
+        rate = "" if args.noise_rate is None else f" {args.noise_rate:g}"
+        raise UserError(f"DivideMix publishes no lambda_u for {args.dataset} {args.noise_kind} noise{rate}; pass "
+                        f"--lambda_u (e.g. 25)")
     if args.lambda_u < 0:
         raise UserError(f"--lambda_u must be 0 or more, got {args.lambda_u}")
     resolve_selector_args(args)

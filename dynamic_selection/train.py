@@ -100,7 +100,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         check_selector_flags(args, own=OWN)
     uses_forget_rate = args.method in ("coteaching", "coteaching+") or args.selector == "small-loss"
     if not uses_forget_rate and args.forget_rate is not None:
-        raise UserError("--forget_rate applies to coteaching, coteaching+ or --selector small-loss")
+        raise UserError(f"--forget_rate applies to --method coteaching or coteaching+ and to --selector small-loss, "
+                        f"not --method {args.method}{f' --selector {args.selector}' if args.selector else ''}; drop it")
     if args.method != "coteaching+" and args.init_epochs is not None:
         raise UserError("--init_epochs applies to --method coteaching+ only")
     fill_defaults(args, recipe(args.dataset, args.method, args.loss, recipe_variant(args), args.noise_kind))
@@ -110,8 +111,6 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         unused |= {"num_gradual", "init_epochs"}
     if args.method != "coteaching+":
         unused.add("init_epochs")
-    if args.lr_schedule != "linear-decay":
-        unused.add("decay_start")
     for flag in unused:  # what the recipe filled but this method does not use, so the resolved flags show it
         setattr(args, flag, None)
     if not uses_forget_rate:

@@ -81,7 +81,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--gamma", type=float, default=None, help="multistep lr factor (default per recipe)")
     model.add_argument("--decay_start", type=int, default=None,
                        help="linear-decay: epoch from which the lr falls linearly to 0 (and Adam's beta1 drops from "
-                            "0.9 to 0.1); default per recipe")
+                            "0.9 to 0.1), before --epochs; default 2/3 of --epochs, rounded down (the published "
+                            "Co-teaching+ start, 80 of 120), in both trainers")
 
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=1, help="seed of initialisation, shuffling and augmentation")
@@ -177,8 +178,11 @@ def recipe_variant(args: argparse.Namespace) -> str:
 
 
 def fill_defaults(args: argparse.Namespace, recipe: dict) -> None:
-    """Replace every ``None`` flag that ``recipe`` names with the recipe's value."""
+    """Replace every ``None`` flag that ``recipe`` names with the recipe's value; the recipe's ``--pretrained``
+    weights go with its ResNet-50 only, not with another ``--arch`` the user chose."""
     for key, value in recipe.items():
+        if key == "pretrained" and args.arch != "resnet50":
+            continue
         if getattr(args, key, None) is None:
             setattr(args, key, value)
 
