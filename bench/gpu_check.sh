@@ -21,7 +21,8 @@
 #
 # Options and environment:
 #   --smoke               toy sizes on the CPU (--device cpu, gloo for torchrun; fp16 -> bf16, no --compile, no
-#                         --sync_bn: those need CUDA); about a minute
+#                         --sync_bn: those need CUDA; the trainer runs on a class-balanced 200/50-image subset of the
+#                         Fashion-MNIST given, written to OUT_DIR/fashion-mnist); about a minute
 #   --fashion-mnist DIR   the four Fashion-MNIST idx files (default $FASHION_MNIST, else data/fashion-mnist under the
 #                         repository root; stage them with
 #                         mkdir -p data/fashion-mnist && cp /usr/share/datasets/fashion-mnist/* data/fashion-mnist/)
@@ -31,7 +32,8 @@
 # OUT_DIR/json/ (figures, JUnit), OUT_DIR/runs/<run>/ (the trainer runs, checkpoints deleted), and all of these but
 # the report in OUT_DIR/gpu_check.tar.gz: a device call brings back at most 8 files, so copy those two to $OUT:
 #   bash bench/gpu_check.sh /tmp/gpu_check; rc=$?; cp /tmp/gpu_check/gpu_check.* "$OUT"/; exit $rc
-# Exit status: 0 when every step passed, 1 when one failed, 2 on bad usage.
+# Exit status: 0 when every step passed, 1 when one failed, 2 on bad usage or (checked once, before any step, when
+# the trainers step is wanted) without Fashion-MNIST at --fashion-mnist.
 set -u
 
 usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0" >&2; exit 2; }
@@ -102,6 +104,14 @@ skip_step() {  # skip_step NAME DESCRIPTION REASON
 }
 
 # --- the trainer runs: Fashion-MNIST, a few short epochs each ------------------------------------------------------
+if wanted trainers; then  # their data, checked once before any step; the smoke check cuts it to its own size
+  if [ "$MODE" = smoke ]; then
+    "$PY" -m bench.fashion_subset "$FMNIST" --out "$OUT/fashion-mnist" --train 200 --test 50 || exit 2
+    FMNIST=$OUT/fashion-mnist
+  else
+    "$PY" -m bench.fashion_subset "$FMNIST" || exit 2
+  fi
+fi
 if [ "$MODE" = full ]; then
   SIZE=(--num_batches 8) VAL=(--val_size 500) RUN_LIMIT=60
 else

@@ -9,15 +9,15 @@ trained with clean labels on disjoint images, a class-balanced detection set of 
 test set of ``--test_size`` (``bench.embeddings.make_cell``). Detectors (``DETECTORS``), all on the same features
 and noisy labels; *trainings* counts the classifier fits each needs:
 
-- ``fine:<option>=<value>,...``: ``fine.selection.fine_select`` with those options (0 trainings on given features);
-- ``lda:<option>=<value>,...``: ``fine.discriminant.discriminant_select`` with those options (``refine``,
-  ``decision``, ``shrinkage``), i.e. FINE's ``score="lda"`` with options ``fine_select`` does not expose;
-- ``cleanlab``: ``cleanlab.filter.find_label_issues`` on out-of-sample probabilities of a 5-fold cross-validated
-  logistic regression (standardised features), as cleanlab recommends for embeddings; ranked by
-  ``cleanlab.rank.get_label_quality_scores`` (5 trainings);
-- ``knn``: ``fine.knn.knn_select`` (SimiFeat-V, k 10, 5 rounds; 0 trainings);
-- ``loss-gmm`` / ``small-loss``: ``fine.selection`` on the per-sample losses of one logistic regression fitted on all
-  noisy labels (1 training); small-loss keeps each class's realised clean fraction (an oracle rate).
+- ``<selector>:<option>=<value>,...``: any selector of the registry (``fine.selection.REGISTRY``: ``fine``, ``knn``,
+  ``loss-gmm``, ``small-loss``, ...) with those of its options (the trainers' flag names, e.g.
+  ``fine:score=lda,lda_refine=0`` or ``knn:knn_k=20``), the rest at their defaults. Selectors that need features get
+  the cell's (0 trainings); those that need logits get the log-probabilities of one logistic regression fitted on all
+  noisy labels (1 training, shared); small-loss without ``forget_rate`` drops each class's realised noisy fraction (an
+  oracle rate);
+- ``cleanlab`` (the one peer outside the registry): ``cleanlab.filter.find_label_issues`` on out-of-sample
+  probabilities of a 5-fold cross-validated logistic regression (standardised features), as cleanlab recommends for
+  embeddings; ranked by ``cleanlab.rank.get_label_quality_scores`` (5 trainings).
 
 Per detector: AUROC of its score for the wrong labels, precision, recall and F1 of the flagged samples as a
 detection of the wrong labels, seconds. End to end (``--e2e``): test accuracy of a logistic regression on the noisy
@@ -50,17 +50,15 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from bench.embeddings import Cell, make_cell
-from fine.errors import run_cli
-from fine.discriminant import discriminant_select
-from fine.knn import knn_select
-from fine.selection import fine_select, loss_gmm_select, small_loss_select
+from fine.errors import UserError, run_cli
+from fine.selection import REGISTRY, SelectorConfig, get_selector, select_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CELLS = [f"{d} {n}" for d in ("digits", "fashion_mnist", "cifar10")
                  for n in ("sym:0.5", "asym:0.4", "pairflip:0.3")] + \
                 [f"cifar10 human:{h}" for h in ("aggre", "random1", "worst")]
-DEFAULT_DETECTORS = ["fine:score=abs", "fine:score=margin", "fine:score=lda", "lda:refine=0",
-                     "lda:decision=mixture", "cleanlab", "knn", "loss-gmm", "small-loss"]
+DEFAULT_DETECTORS = ["fine:score=abs", "fine:score=margin", "fine:score=lda", "fine:score=lda,lda_refine=0",
+                     "fine:score=lda,lda_decision=mixture", "cleanlab", "knn", "loss-gmm", "small-loss"]
 HUMAN_CELLS = "human:"
 # the detector the targets are checked for: engine.detect's default on given features
 TARGET_DETECTOR = "fine:score=lda"
@@ -69,17 +67,6 @@ TARGET_DETECTOR = "fine:score=lda"
 def logistic_regression(seed: int = 0):
     """The peers' classifier: standardised features, multinomial logistic regression (scikit-learn defaults)."""
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
-
-
-def _fine(cell: Cell, options: dict) -> dict:
-    sel = fine_select(torch.from_numpy(cell.features), torch.from_numpy(cell.noisy), cell.num_classes, **options)
-    return {"clean": sel.clean_mask.numpy(), "score": sel.scores.numpy(), "trainings": 0}
-
-
-def _lda(cell: Cell, options: dict) -> dict:
-    sel = discriminant_select(torch.from_numpy(cell.features), torch.from_numpy(cell.noisy), cell.num_classes,
-                              **options)
-    return {"clean": sel.clean_mask.numpy(), "score": sel.scores.numpy(), "trainings": 0}
 
 
 def _cleanlab(cell: Cell) -> dict:
@@ -94,35 +81,33 @@ def _cleanlab(cell: Cell) -> dict:
     return {"clean": clean, "score": get_label_quality_scores(cell.noisy, probs), "trainings": 5}
 
 
-def _knn(cell: Cell) -> dict:
-    sel = knn_select(torch.from_numpy(cell.features), torch.from_numpy(cell.noisy), cell.num_classes, k=10,
-                     rounds=5, seed=cell.seed)
-    return {"clean": sel.clean_mask.numpy(), "score": sel.scores.numpy(), "trainings": 0}
+_LOGITS: dict[int, torch.Tensor] = {}  # per cell (by id): the one training the logit selectors share
 
 
-_LOSSES: dict[int, torch.Tensor] = {}  # per cell (by id): the one training loss-gmm and small-loss share
+def _logits(cell: Cell) -> torch.Tensor:
+    """(N, C) log-probabilities of one logistic regression fitted on all noisy labels (their cross-entropy against
+    the noisy labels is the per-sample loss)."""
+    if id(cell) not in _LOGITS:
+        _LOGITS.clear()
+        probs = logistic_regression(cell.seed).fit(cell.features, cell.noisy).predict_proba(cell.features)
+        _LOGITS[id(cell)] = torch.from_numpy(np.log(np.clip(probs, 1e-12, None)))
+    return _LOGITS[id(cell)]
 
 
-def _losses(cell: Cell) -> torch.Tensor:
-    if id(cell) not in _LOSSES:
-        _LOSSES.clear()
-        model = logistic_regression(cell.seed).fit(cell.features, cell.noisy)
-        probs = model.predict_proba(cell.features)
-        _LOSSES[id(cell)] = torch.from_numpy(-np.log(np.clip(probs[np.arange(len(cell.noisy)), cell.noisy], 1e-12,
-                                                                 None)))
-    return _LOSSES[id(cell)]
-
-
-def _loss_gmm(cell: Cell) -> dict:
-    sel = loss_gmm_select(_losses(cell))
-    return {"clean": sel.clean_mask.numpy(), "score": -sel.scores.numpy(), "trainings": 1}
-
-
-def _small_loss(cell: Cell) -> dict:
-    losses = _losses(cell)
-    sel = small_loss_select(losses, torch.from_numpy(cell.noisy), float(cell.is_clean.mean()), per_class=True,
-                            num_classes=cell.num_classes)
-    return {"clean": sel.clean_mask.numpy(), "score": -losses.numpy(), "trainings": 1}
+def _registered(name: str, cell: Cell, options: dict) -> dict:
+    """A registered selector on the cell's features or logistic-regression logits."""
+    spec = get_selector(name)
+    if name == "small-loss" and "forget_rate" not in options:
+        options = dict(options, forget_rate=float((~cell.is_clean).mean()))
+    try:
+        config = SelectorConfig(name, options)
+    except ValueError as err:
+        raise UserError(f"detector {name}:{options}: {err}") from None
+    logits = _logits(cell) if "logits" in spec.needs else None
+    sel = select_samples(config, torch.from_numpy(cell.features), logits, torch.from_numpy(cell.noisy),
+                         cell.num_classes)
+    score = sel.scores.numpy() if spec.higher_is_cleaner else -sel.scores.numpy()
+    return {"clean": sel.clean_mask.numpy(), "score": score, "trainings": int(logits is not None)}
 
 
 def parse_options(text: str) -> dict:
@@ -146,12 +131,12 @@ def run_detector(spec: str, cell: Cell) -> dict:
     name, _, options = spec.partition(":")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if name == "fine":
-            out = _fine(cell, parse_options(options))
-        elif name == "lda":
-            out = _lda(cell, parse_options(options))
+        if name == "cleanlab":
+            out = _cleanlab(cell)
+        elif name in REGISTRY:
+            out = _registered(name, cell, parse_options(options))
         else:
-            out = {"cleanlab": _cleanlab, "knn": _knn, "loss-gmm": _loss_gmm, "small-loss": _small_loss}[name](cell)
+            raise UserError(f"unknown detector {spec!r}; choose cleanlab or one of {', '.join(REGISTRY)}")
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -278,7 +263,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='cells as "<dataset> <kind>:<rate>" or "cifar10 human:<aggre|random1|worst>"')
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds (subset, noise, folds)")
     parser.add_argument("--detectors", type=str, nargs="+", default=DEFAULT_DETECTORS,
-                        help="detector specs: fine:<option>=<value>,..., cleanlab, knn, loss-gmm, small-loss")
+                        help="detector specs: cleanlab, or a registered selector with options: "
+                             "<selector>:<option>=<value>,... (fine, knn, loss-gmm, small-loss, ...)")
     parser.add_argument("--target", type=str, default=TARGET_DETECTOR,
                         help="the detector the targets are checked for (engine.detect's default)")
     parser.add_argument("--size", type=int, default=5000, help="detection samples per cell (digits: all it has)")

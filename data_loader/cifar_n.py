@@ -51,6 +51,23 @@ def check_human_noise(dataset: str, noise_kind: str, noise_label: str | None) ->
                         f"{', '.join(CIFAR_N_LABELS[dataset])} ({choices})")
 
 
+def read_cifar_n_file(path: str | os.PathLike, fix: str) -> object:
+    """Unpickle a CIFAR-N ``.pt`` file without running code from it (only numpy arrays may be rebuilt).
+
+    ``fix`` ends the one-line :class:`UserError` raised when the file cannot be read. Returns what the file holds
+    (the published files hold a dict of (50000,) numpy arrays); the caller checks its contents.
+    """
+    try:
+        # weights_only: a downloaded pickle may run no code; allow just what numpy arrays unpickle with.
+        reconstruct = (np._core if hasattr(np, "_core") else np.core).multiarray._reconstruct
+        allowed = [reconstruct, (reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
+                   *(type(np.dtype(t)) for t in (np.int64, np.int32, np.uint8))]
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # any failure to unpickle means a damaged file
+        raise UserError(f"CIFAR-N file {path} cannot be read ({type(err).__name__}); {fix}") from None
+
+
 def load_cifar_n_labels(dataset: str, data_path: str | os.PathLike, noise_label: str,
                         clean_labels: np.ndarray) -> tuple[np.ndarray, dict]:
     """The CIFAR-N human labels of one label set, checked against the CIFAR training labels.
@@ -74,15 +91,7 @@ def load_cifar_n_labels(dataset: str, data_path: str | os.PathLike, noise_label:
     if not path.is_file():
         raise UserError(f"CIFAR-N file {path} is missing; download it with: bash scripts/download_cifar_n.sh "
                         f"{data_path}")
-    try:
-        # weights_only: a downloaded pickle may run no code; allow just what numpy arrays unpickle with.
-        reconstruct = (np._core if hasattr(np, "_core") else np.core).multiarray._reconstruct
-        allowed = [reconstruct, (reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
-                   *(type(np.dtype(t)) for t in (np.int64, np.int32, np.uint8))]
-        with torch.serialization.safe_globals(allowed):
-            content = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:  # any failure to unpickle means a damaged file
-        raise UserError(f"CIFAR-N file {path} cannot be read ({type(err).__name__}); {fix}") from None
+    content = read_cifar_n_file(path, fix)
     key = CIFAR_N_LABELS[dataset][noise_label]
     if not isinstance(content, dict) or key not in content or "clean_label" not in content:
         found = ", ".join(map(str, content)) if isinstance(content, dict) else type(content).__name__

@@ -33,10 +33,15 @@ Tables and signals are stored as float32 and standardised with the training spli
 (per feature for tables, per channel for signals; see :class:`data_loader.transforms.Standardize`), the test set
 with the same statistics; they are not augmented. Labels may be integers, or floats holding whole numbers (cast to
 int64). NaN or infinite inputs are refused: impute or drop them before saving.
+
+Degenerate labels (:func:`check_classes`): a training set of one class, or test labels of a class the training
+labels lack, is refused; a class with fewer than 2 training samples is kept, with a warning (FINE keeps all its
+samples: a 2-component mixture cannot split it).
 """
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,6 +286,48 @@ def npz_kind(path: str | os.PathLike) -> str:
     return _npz_kind(arrays, path)
 
 
+def has_clean_labels(dataset: str, data_path: str | os.PathLike) -> bool:
+    """Whether a user's data set holds clean training labels besides the ones training sees (an .npz's
+    ``y_train_clean``, a folder's ``noisy_labels.npy``), read from the file list only; False for a missing path."""
+    path = Path(data_path)
+    if dataset == "folder":
+        return (path / "noisy_labels.npy").is_file()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "y_train_clean.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def check_classes(data: UserData, source: str | os.PathLike) -> None:
+    """Refuse labels no noisy-label method can learn from, and warn about classes too small to split.
+
+    A :class:`UserError` when the training labels (noisy and clean together) hold a single class, or the test labels
+    a class the training labels lack (no network can predict it); a ``UserWarning`` for each class with fewer than 2
+    training samples under the labels training sees: a 2-component mixture cannot split it, so FINE keeps all its
+    samples as clean (:func:`fine.selection.split_scores` warns again at every round).
+    """
+    train = set(np.unique(data.train_labels).tolist())
+    if data.train_clean is not None:
+        train |= set(np.unique(data.train_clean).tolist())
+    if len(train) < 2:
+        raise UserError(f"{source}: every training label is class {min(train, default=0)}, so there is no label "
+                        f"noise to find and nothing to learn; store samples of at least two classes")
+    unseen = sorted(set(np.unique(data.test_labels).tolist()) - train)
+    if unseen:
+        raise UserError(f"{source}: the test labels hold class(es) {', '.join(map(str, unseen))} that no training "
+                        f"label has, which no network can predict; drop those test samples or add training samples "
+                        f"of them")
+    counts = np.bincount(data.train_labels, minlength=data.num_classes)
+    small = [k for k in sorted(train) if counts[k] < 2]
+    if small:
+        warnings.warn(f"{source}: class(es) {', '.join(map(str, small))} have fewer than 2 training samples; a "
+                      f"2-component mixture cannot split them, so FINE keeps all their samples", stacklevel=2)
+
+
 def load_user_data(dataset: str, data_path: str | os.PathLike) -> UserData:
-    """``load_image_folder(data_path)`` for ``dataset == "folder"``, ``load_npz(data_path)`` for ``"npz"``."""
-    return load_image_folder(data_path) if dataset == "folder" else load_npz(data_path)
+    """``load_image_folder(data_path)`` for ``dataset == "folder"``, ``load_npz(data_path)`` for ``"npz"``, checked
+    with :func:`check_classes`."""
+    data = load_image_folder(data_path) if dataset == "folder" else load_npz(data_path)
+    check_classes(data, data_path)
+    return data

@@ -35,13 +35,13 @@ from data_loader.sampling import balanced_subset
 from dividemix.mixmatch import (co_guess, co_refine, linear_rampup, mixup, neg_entropy_penalty, soft_cross_entropy,
                                 uniform_prior_penalty, unlabelled_mse)
 from dividemix.recipes import recipe
-from engine.args import (add_common_args, add_selector_args, add_speed_args, check_selector_args, fill_defaults,
-                         recipe_variant, selector_config)
+from engine.args import (add_common_args, add_selector_args, add_speed_args, check_selector_flags, fill_defaults,
+                         recipe_variant, resolve_selector_args, selector_config)
 from engine.loop import Run, Trainer, fit
 from fine.amp import autocast
 from fine.distributed import all_reduce_sum, local_module, print0
 from fine.errors import UserError, run_cli
-from fine.selection import Selection, select_samples
+from fine.selection import REGISTRY, Selection, select_samples
 
 LABELS = {"loss-gmm": "DivideMix", "fine": "F-DivideMix"}
 
@@ -51,8 +51,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
     add_speed_args(parser)
-    add_selector_args(parser, choices=tuple(LABELS), default="loss-gmm",
-                      title="the split (loss-gmm: DivideMix; fine: F-DivideMix)")
+    add_selector_args(parser, default="loss-gmm", title="the split (loss-gmm: DivideMix; fine: F-DivideMix)")
     g = parser.add_argument_group("DivideMix")
     g.add_argument("--warmup", type=int, default=None,
                    help="epochs of cross-entropy on all data before the first split (default per dataset)")
@@ -69,23 +68,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup_penalty", type=str, default=None, choices=("on", "off"),
                    help="add the confidence penalty (negative entropy) to the warm-up loss (default per recipe: on "
                         "for asymmetric noise and Clothing1M, as DivideMix)")
-    g.add_argument("--loss_history", type=int, default=None,
-                   help="loss-gmm: fit the GMM on the normalised loss averaged over this many recent epochs "
-                        "(default 5 at 90%% symmetric noise, else 1)")
     return parser
 
 
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     """Check the flags and fill unset ones from the paper's recipe."""
-    if args.selector == "fine" and args.loss_history is not None:
-        raise UserError("--loss_history applies to --selector loss-gmm only; drop it")
+    check_selector_flags(args)
     fill_defaults(args, recipe(args.dataset, args.noise_kind, args.noise_rate, recipe_variant(args), args.selector))
     if args.lambda_u is None:
-        raise UserError(f"DivideMix publishes no lambda_u for {args.dataset} {args.noise_kind} noise "
-                        f"{args.noise_rate:g}; pass --lambda_u (e.g. 25)")
+        rate = "" if args.noise_rate is None else f" {args.noise_rate:g}"
+        raise UserError(f"DivideMix publishes no lambda_u for {args.dataset} {args.noise_kind} noise{rate}; pass "
+                        f"--lambda_u (e.g. 25)")
     if args.lambda_u < 0:
         raise UserError(f"--lambda_u must be 0 or more, got {args.lambda_u}")
-    check_selector_args(args)
+    resolve_selector_args(args)
     if args.T <= 0 or args.alpha <= 0:
         raise UserError(f"--temperature and --alpha must be positive (got {args.T}, {args.alpha})")
     if args.warmup < 0:
@@ -95,13 +91,6 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.val_size:
         raise UserError(f"--val_size {args.val_size}: DivideMix trains on the whole training set and reports test "
                         f"accuracy; drop --val_size or pass 0")
-    if args.selector == "fine":
-        args.loss_history = None
-    elif args.loss_history < 1:
-        raise UserError(f"--loss_history must be at least 1, got {args.loss_history}")
-    elif args.loss_history > 1 and args.num_batches is not None:
-        raise UserError(f"--loss_history {args.loss_history} averages losses over epochs, but with --num_batches "
-                        f"every epoch splits a different draw of samples; drop one of them")
     return args
 
 
@@ -216,9 +205,10 @@ class DivideMix(Trainer):
 
     def __init__(self, run: Run) -> None:
         super().__init__(run)
-        # history[i]: recent normalised losses of network i (loss-gmm); trained_on[i]: the samples network i last
-        # trained on as labelled, by dataset index (its reference set with --reference previous).
-        self.history: list[list[torch.Tensor]] = [[], []]
+        # selector_states[i]: what network i's selector carries from round to round (loss-gmm: recent normalised
+        # losses); trained_on[i]: the samples network i last trained on as labelled, by dataset index (its reference
+        # set with --reference previous).
+        self.selector_states = [REGISTRY[self.args.selector].init_state() for _ in range(2)]
         self.trained_on: list[torch.Tensor | None] = [None, None]
 
     resolve_args = staticmethod(resolve_args)
@@ -229,7 +219,7 @@ class DivideMix(Trainer):
 
     @staticmethod
     def describe(args: argparse.Namespace) -> dict:
-        label = LABELS.get(args.selector, f"DivideMix ({args.selector} selector)")
+        label = LABELS.get(args.selector, f"DivideMix ({REGISTRY[args.selector].label} selector)")
         return {"method": "dividemix", "loss": "mixmatch", "selector": args.selector, "label": label}
 
     @staticmethod
@@ -237,10 +227,10 @@ class DivideMix(Trainer):
         return ["dividemix", args.selector]
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "trained_on": self.trained_on}
+        return {"selector_states": self.selector_states, "trained_on": self.trained_on}
 
     def load_state_dict(self, state: dict) -> None:
-        self.history, self.trained_on = state["history"], state["trained_on"]
+        self.selector_states, self.trained_on = state["selector_states"], state["trained_on"]
 
     def train_epoch(self, epoch: int, row: dict, order: torch.Generator, augment: torch.Generator) -> None:
         args, run = self.args, self.run
@@ -300,21 +290,17 @@ class DivideMix(Trainer):
         """Network ``i``'s split of the samples ``pool`` from its eval-mode outputs on un-augmented images.
 
         Row ``j`` of the result is sample ``pool[j]``: ``clean_prob`` = w, ``clean_mask`` = w > p_threshold.
-        loss-gmm fits its mixture on the mean of this epoch's and the ``--loss_history`` - 1 previous epochs'
-        normalised losses, so that many are kept.
+        The selector's state (loss-gmm: the ``--loss_history`` - 1 previous epochs' normalised losses) carries
+        over to the next epoch.
         """
         args, run = self.args, self.run
         t0 = time.time()
         features, logits, positions = run.extract(run.nets.models[i], pool, augment)
-        history = self.history[i]
         previous = self.trained_on[i] if args.reference == "previous" else None
         sel = select_samples(selector_config(args), features, logits, run.data.noisy[pool][positions],
                              run.num_classes, positions=positions, num_samples=len(pool),
                              ref_mask=None if previous is None else previous[pool][positions],
-                             loss_history=torch.stack(history) if history else None)
-        if args.selector == "loss-gmm":
-            keep = args.loss_history - 1
-            self.history[i] = (history + [sel.scores])[-keep:] if keep else []
+                             state=self.selector_states[i])
         run.record_round(f"select/net{i + 1}", sel, pool, epoch, row, seconds=time.time() - t0,
                          file_suffix=f"_net{i + 1}", summary=i == 0)
         return sel

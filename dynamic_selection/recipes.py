@@ -40,10 +40,10 @@ _BASE = {
     # Tables and 1-D signals in a user's .npz: an MLP or a small 1-D CNN, a 10-epoch warm-up (measured on
     # scikit-learn's tables at 40% noise: 11-43% of the wrong labels fitted by epoch 10, 64-100% by epoch 60, so
     # selection starts before memorisation).
-    # Weight decay 5e-2 (was 5e-4) and FINE's discriminant score (fine/discriminant.py), measured with python -m
-    # bench.peers on 256-d CIFAR-10 embeddings with CIFAR-10N labels (seeds 1-3; 1-2 for 5e-4): with 5e-4 standard
-    # training ended below a plain logistic regression on the same labels (worst 52.6 vs 57.7, aggre 65.8 vs 66.2),
-    # with 5e-2 above it (62.5, 68.8); FINE with "lda" then ends at 66.7 / 69.5 (the margin 63.0 / 63.0;
+    # Weight decay 5e-2 (was 5e-4) and FINE's discriminant score (fine/selection/discriminant.py), measured with
+    # python -m bench.peers on 256-d CIFAR-10 embeddings with CIFAR-10N labels (seeds 1-3; 1-2 for 5e-4): with 5e-4
+    # standard training ended below a plain logistic regression on the same labels (worst 52.6 vs 57.7, aggre 65.8 vs
+    # 66.2), with 5e-2 above it (62.5, 68.8); FINE with "lda" then ends at 66.7 / 69.5 (the margin 63.0 / 63.0;
     # CleanLearning 61.7 / 68.6).
     "npz-table": dict(arch="mlp", epochs=60, batch_size=64, lr=0.01, weight_decay=5e-2, lr_schedule="multistep",
                       milestones=[40], gamma=0.1, val_size=0, warmup=10, every=5, score="lda"),
@@ -106,19 +106,21 @@ _COTEACHING = {
 # published), config_cifar10_coteach+_rn18.json: Adam lr 1e-3 (:30), 120 epochs (:55), linear decay to 0 from epoch
 # 80 with beta1 0.9 -> 0.1 (:56; trainer/coteaching_trainer.py:75-86), num_gradual 40 (:37); disagreement from the
 # first epoch (no plain co-teaching phase; xingruiyu/coteaching_plus main.py:73,94 has 20 / 5 such epochs:
-# --init_epochs).
+# --init_epochs). The decay's start is 2/3 of --epochs wherever --decay_start is unset (engine.checks:
+# default_decay_start), epoch 80 of the published 120.
 _COTEACHING_PLUS = {
     "cifar10": dict(arch="resnet18", optimizer="adam", lr=1e-3, weight_decay=0.0, lr_schedule="linear-decay",
-                    epochs=120, decay_start=80, num_gradual=40, init_epochs=0, init="kaiming"),
+                    epochs=120, num_gradual=40, init_epochs=0, init="kaiming"),
     "cifar100": dict(optimizer="adam", lr=1e-3, weight_decay=0.0, lr_schedule="linear-decay", epochs=120,
-                     decay_start=80, num_gradual=40, init_epochs=0, init="kaiming"),
-    "digits": dict(optimizer="adam", lr=1e-3, weight_decay=0.0, lr_schedule="linear-decay", decay_start=40,
-                   num_gradual=10, init_epochs=0),
-    "fashion_mnist": dict(optimizer="adam", lr=1e-3, weight_decay=0.0, lr_schedule="linear-decay", decay_start=5,
-                          num_gradual=3, init_epochs=0),
+                     num_gradual=40, init_epochs=0, init="kaiming"),
+    "digits": dict(optimizer="adam", lr=1e-3, weight_decay=0.0, lr_schedule="linear-decay", num_gradual=10,
+                   init_epochs=0),
+    "fashion_mnist": dict(optimizer="adam", lr=1e-3, weight_decay=0.0, lr_schedule="linear-decay", num_gradual=3,
+                          init_epochs=0),
 }
 # What Co-teaching drops (--forget_rate): 0.9 x --noise_rate on the published datasets (FO loss/coteach.py:64); the
-# measured noise rate where clean labels are known; FINE's estimate from a warm-up round where they are not.
+# measured noise rate where clean labels are known; FINE's estimate from a warm-up round where they are not (real
+# noise, and users' data with their own labels, --noise_kind none).
 _FORGET_RATE = {"cifar10": "published", "cifar100": "published", "clothing1m": "auto", "webvision": "auto"}
 
 
@@ -129,8 +131,8 @@ def recipe(dataset: str, method: str, loss: str, variant: str = "", noise_kind: 
     base = _BASE[f"{dataset}-{variant}" if variant else dataset]
     out = dict({"reference": "previous", "p_threshold": 0.5, "gmm_max_iter": 100, "init": "pytorch",
                 "bn_after_selection": "train", "score": default_score(dataset)}, **base,
-               optimizer="sgd", num_gradual=10, decay_start=80, init_epochs=0,
-               forget_rate=_FORGET_RATE.get(dataset, "realised"))
+               optimizer="sgd", num_gradual=10, init_epochs=0,
+               forget_rate=_FORGET_RATE.get(dataset, "auto" if noise_kind == "none" else "realised"))
     if loss != "ce":
         out.update(_ROBUST_LOSS.get(dataset, {}))
         if loss == "gce" and dataset == "cifar100":

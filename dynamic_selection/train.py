@@ -24,19 +24,21 @@ from tqdm import tqdm
 
 from data_loader.sampling import balanced_epoch_indices, balanced_subset
 from dynamic_selection.recipes import recipe
-from engine.args import (add_common_args, add_selector_args, add_speed_args, check_selector_args, fill_defaults,
-                         recipe_variant, selector_config)
+from engine.args import (add_common_args, add_selector_args, add_speed_args, check_selector_flags, fill_defaults,
+                         recipe_variant, resolve_selector_args, selector_config)
 from engine.data import TrainData
 from engine.loop import Run, Trainer, fit
 from fine.amp import autocast
 from fine.distributed import all_reduce_sum, print0
 from fine.errors import UserError, run_cli
 from fine.losses import LOSSES, build_loss
-from fine.selection import SelectorConfig, select_samples
+from fine.selection import REGISTRY, SelectorConfig, select_samples
+from fine.selection.registry import all_options
 
 METHODS = ("standard", "fine", "f-coteaching", "coteaching", "coteaching+")
 TWO_NETS = ("f-coteaching", "coteaching", "coteaching+")
 SELECTING = ("fine", "f-coteaching")  # methods with periodic selection rounds
+OWN = ("forget_rate",)  # the small-loss selector's option, which Co-teaching reads too (with more forms)
 LABELS = {"fine": "FINE", "f-coteaching": "F-Coteaching", "coteaching": "Co-teaching",
           "coteaching+": "Co-teaching+"}
 
@@ -49,7 +51,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("method")
     g.add_argument("--method", type=str, default="fine", choices=METHODS, help="training method (see above)")
     g.add_argument("--loss", type=str, default="ce", choices=LOSSES, help="training loss")
-    add_selector_args(parser, choices=("fine", "small-loss", "loss-gmm"), default=None,
+    add_selector_args(parser, default=None, own=OWN,
                       title="selection rounds (fine, f-coteaching; f-coteaching always selects with fine)")
     s = parser.add_argument_group("selection schedule")
     s.add_argument("--warmup", type=int, default=None, help="epochs on all data before the first selection round")
@@ -87,27 +89,28 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     """Check the flags against the method and fill unset ones from the paper's recipe."""
     selecting = args.method in SELECTING
     if not selecting:
-        for flag in ("selector", "warmup", "every", "reference", "p_threshold"):
+        for flag in ("selector", "warmup", "every", "reference", *(set(all_options()) - set(OWN))):
             if getattr(args, flag) is not None:
                 raise UserError(f"--{flag} applies to --method fine or f-coteaching, not {args.method}")
     if args.method == "f-coteaching" and args.selector not in (None, "fine"):
         raise UserError("--method f-coteaching always selects with FINE; drop --selector or use --method fine")
     if args.selector is None and selecting:
         args.selector = "fine"
+    if selecting:
+        check_selector_flags(args, own=OWN)
     uses_forget_rate = args.method in ("coteaching", "coteaching+") or args.selector == "small-loss"
     if not uses_forget_rate and args.forget_rate is not None:
-        raise UserError("--forget_rate applies to coteaching, coteaching+ or --selector small-loss")
+        raise UserError(f"--forget_rate applies to --method coteaching or coteaching+ and to --selector small-loss, "
+                        f"not --method {args.method}{f' --selector {args.selector}' if args.selector else ''}; drop it")
     if args.method != "coteaching+" and args.init_epochs is not None:
         raise UserError("--init_epochs applies to --method coteaching+ only")
     fill_defaults(args, recipe(args.dataset, args.method, args.loss, recipe_variant(args), args.noise_kind))
-    unused = ({"selector", "warmup", "every", "p_threshold", "gmm_max_iter", "reference", "bn_after_selection"}
+    unused = ({"selector", "warmup", "every", "reference", "bn_after_selection", *(set(all_options()) - set(OWN))}
               if not selecting else set())
     if args.method not in ("coteaching", "coteaching+"):
         unused |= {"num_gradual", "init_epochs"}
     if args.method != "coteaching+":
         unused.add("init_epochs")
-    if args.lr_schedule != "linear-decay":
-        unused.add("decay_start")
     for flag in unused:  # what the recipe filled but this method does not use, so the resolved flags show it
         setattr(args, flag, None)
     if not uses_forget_rate:
@@ -121,8 +124,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         raise UserError(f"--every must be at least 1 and --warmup at least 0 (got {args.every}, {args.warmup})")
     if selecting and args.warmup >= args.epochs:
         raise UserError(f"--warmup {args.warmup} leaves no epoch for selection within --epochs {args.epochs}")
-    if selecting:
-        check_selector_args(args)
+    if selecting:  # 'auto' and 'realised' become numbers later, checked then
+        resolve_selector_args(args, own=OWN, **({"forget_rate": 0.0} if isinstance(args.forget_rate, str) else {}))
     if isinstance(args.forget_rate, float) and not 0.0 <= args.forget_rate < 1.0:
         raise UserError(f"--forget_rate {args.forget_rate} is outside [0, 1)")
     return args
@@ -280,6 +283,9 @@ class DynamicSelection(Trainer):
         # directions in network i's features at the next round; tau: --forget_rate auto's estimate, once made.
         self.train_masks: list[torch.Tensor | None] = [None] * count
         self.tau: float | None = None
+        # selector_states[i]: what the selector carries from round to round in network i's features (loss-gmm's
+        # loss history), checkpointed with the rest
+        self.selector_states = [REGISTRY[args.selector].init_state() if args.selector else {} for _ in range(count)]
 
     resolve_args = staticmethod(resolve_args)
 
@@ -293,7 +299,8 @@ class DynamicSelection(Trainer):
             label = f"Standard ({args.loss.upper()})"
         else:
             label = LABELS[args.method] + ("" if args.loss == "ce" else f" + {args.loss.upper()}")
-            label += f" ({args.selector} selector)" if args.method == "fine" and args.selector != "fine" else ""
+            if args.method == "fine" and args.selector != "fine":
+                label += f" ({REGISTRY[args.selector].label} selector)"
         return {"method": args.method, "loss": args.loss, "selector": args.selector, "label": label}
 
     @staticmethod
@@ -310,10 +317,11 @@ class DynamicSelection(Trainer):
             args.forget_rate = round(1.0 - data.is_clean.float().mean().item(), 4)
 
     def state_dict(self) -> dict:
-        return {"train_masks": self.train_masks, "tau": self.tau}
+        return {"train_masks": self.train_masks, "tau": self.tau, "selector_states": self.selector_states}
 
     def load_state_dict(self, state: dict) -> None:
         self.train_masks, self.tau = state["train_masks"], state["tau"]
+        self.selector_states = state["selector_states"]
 
     def train_epoch(self, epoch: int, row: dict, order: torch.Generator, augment: torch.Generator) -> None:
         args, run = self.args, self.run
@@ -360,13 +368,13 @@ class DynamicSelection(Trainer):
             t0 = time.time()
             features, logits, positions = run.extract(run.nets.models[i], pool, augment)
             labels = run.data.noisy[pool][positions]
-            keep_ratio = None
-            if args.selector == "small-loss":
-                keep_ratio = (self.fine_keep_ratio(pool, augment, features=(features, logits, positions))
-                              if args.forget_rate == "auto" else 1.0 - args.forget_rate)
-            sel = select_samples(selector_config(args, keep_ratio=keep_ratio), features, logits, labels,
-                                 run.num_classes, positions=positions, num_samples=len(pool),
-                                 ref_mask=None if reference is None else reference[pool][positions])
+            values = {}
+            if args.forget_rate == "auto":  # the small-loss selector drops FINE's estimate of the noise rate
+                values["forget_rate"] = 1.0 - self.fine_keep_ratio(pool, augment, (features, logits, positions))
+            sel = select_samples(selector_config(args, **values), features, logits, labels, run.num_classes,
+                                 positions=positions, num_samples=len(pool),
+                                 ref_mask=None if reference is None else reference[pool][positions],
+                                 state=self.selector_states[i])
             if not sel.clean_mask.any():
                 print0(f"epoch {epoch}: selection from network {i + 1} is empty; keeping the previous one")
                 continue

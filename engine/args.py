@@ -14,7 +14,8 @@ from fine.amp import AMP_MODES
 from fine.distributed import resolve_device
 from fine.errors import UserError
 from fine.models import ARCHS, INITS
-from fine.selection import FITS, SCORES, VECTORS, SelectorConfig
+from fine.selection import REGISTRY, Option, SelectorConfig, get_selector
+from fine.selection.registry import all_options
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +81,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--gamma", type=float, default=None, help="multistep lr factor (default per recipe)")
     model.add_argument("--decay_start", type=int, default=None,
                        help="linear-decay: epoch from which the lr falls linearly to 0 (and Adam's beta1 drops from "
-                            "0.9 to 0.1); default per recipe")
+                            "0.9 to 0.1), before --epochs; default 2/3 of --epochs, rounded down (the published "
+                            "Co-teaching+ start, 80 of 120), in both trainers")
 
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=1, help="seed of initialisation, shuffling and augmentation")
@@ -94,6 +96,13 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                      help="continue the run in its directory from last.pt (a finished run is skipped, a missing "
                           "one is started)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing run directory and start again")
+    run.add_argument("--init_from", type=str, default=None, metavar="CKPT",
+                     help="start this run from another run's checkpoint (e.g. a warm-up's epoch_NNN.pt): its networks, "
+                          "optimisers, schedules, RNG states and epoch, with this run's method and selector; the "
+                          "flags that define the data, networks and schedule must equal the checkpoint's")
+    run.add_argument("--save_epochs", type=int, nargs="*", default=None, metavar="EPOCH",
+                     help="also keep the checkpoint written after each of these 0-based epochs as epoch_NNN.pt "
+                          "(starting points for --init_from)")
     run.add_argument("--dry_run", action="store_true",
                      help="print the resolved configuration (command line + recipe) as one JSON object and exit "
                           "without loading data or touching the run directory")
@@ -113,36 +122,16 @@ def add_speed_args(parser: argparse.ArgumentParser) -> None:
                             "(auto: on for CIFAR-sized in-memory datasets on CUDA)")
 
 
-def add_selector_args(parser: argparse.ArgumentParser, *, choices: tuple[str, ...], default: str | None,
-                      title: str) -> None:
-    """The selection-round flags: which detector, FINE's options, and the clean-probability threshold zeta."""
+def add_selector_args(parser: argparse.ArgumentParser, *, default: str | None, title: str,
+                      own: tuple[str, ...] = ()) -> None:
+    """The selection-round flags: ``--selector`` (any registered selector), every registered selector's options
+    (``fine.selection.REGISTRY``) but the ``own`` ones the trainer defines itself, and where the features come from."""
     s = parser.add_argument_group(title)
-    s.add_argument("--selector", type=str, default=default, choices=choices,
-                   help="detector of each selection round: fine (FINE, Kim et al. 2021: eigenvector alignment of "
-                        "penultimate features), loss-gmm (DivideMix's mixture on the per-sample loss), small-loss "
-                        "(the --forget_rate largest losses of each class dropped)")
-    s.add_argument("--p_threshold", type=float, default=None,
-                   help="zeta: a sample is clean when the clean component's posterior exceeds it (default per "
-                        "recipe: 0.5)")
-    s.add_argument("--fit", type=str, default="gmm", choices=FITS,
-                   help="FINE: per-class 2-component model fitted on the scores: gmm (Gaussian mixture, as "
-                        "published), kmeans (2-means, hard split; FINE_official's KMeans variant), bmm (a beta "
-                        "mixture fitted by EM with a convergence test and split at --p_threshold; not a port of "
-                        "FINE_official's, whose split bound mixes normalised and raw scores)")
-    s.add_argument("--score", type=str, default=None, choices=SCORES,
-                   help="FINE score: abs = |<u, z/|z|>| as the published code, squared = the paper's squared "
-                        "alignment, margin = abs minus the sample's best abs against another class's direction, a "
-                        "class split only when part of it lies closer to another class, lda = the margin of the "
-                        "linear discriminant (whitened by the pooled within-class covariance, re-estimated on its "
-                        "selection) (default per recipe: abs on "
-                        "the paper's datasets, lda on .npz tables, margin on digits, Fashion-MNIST and images)")
-    s.add_argument("--vector", type=str, default="eigen", choices=VECTORS,
-                   help="FINE class direction: top eigenvector of the class's gram matrix (published), or the "
-                        "normalised class mean (as FINE_official's unused eigen=False path, which no published run "
-                        "takes)")
-    s.add_argument("--gmm_max_iter", type=int, default=None,
-                   help="FINE: EM iterations of each class's mixture (default per recipe: 100, as FINE_official's "
-                        "selection/gmm.py:30; 10 in F-DivideMix, as its dividemix/Train_cifar.py:320)")
+    s.add_argument("--selector", type=str, default=default, choices=tuple(REGISTRY),
+                   help="detector of each selection round: " + ", ".join(spec.help for spec in REGISTRY.values()))
+    for option in all_options().values():
+        if option.name not in own:
+            add_option_flag(s, option)
     s.add_argument("--reference", type=str, default=None, choices=("previous", "class"),
                    help="FINE: samples whose features define each class's direction in a network's features: "
                         "previous = those the network trained on since the last round (FINE: its own previous "
@@ -151,6 +140,11 @@ def add_selector_args(parser: argparse.ArgumentParser, *, choices: tuple[str, ..
     s.add_argument("--aug_features", action="store_true",
                    help="extract the selection features from augmented images (the published sample-selection "
                         "code's behaviour; off by default: un-augmented images)")
+
+
+def add_option_flag(group: argparse._ArgumentGroup, option: Option) -> None:
+    """``--<option.name>``, unset (None) by default: a recipe or the selector's default fills it."""
+    group.add_argument(f"--{option.name}", type=option.type, default=None, choices=option.choices, help=option.help)
 
 
 # FINE's score per dataset: the published |<u, z/|z|>| where a script reproduces a published run, the margin elsewhere
@@ -163,10 +157,12 @@ def default_score(dataset: str) -> str:
     return "abs" if dataset in PAPER_DATASETS else "margin"
 
 
-def selector_config(args: argparse.Namespace, *, keep_ratio: float | None = None) -> SelectorConfig:
-    """The :class:`fine.selection.SelectorConfig` the resolved flags describe."""
-    return SelectorConfig(kind=args.selector, threshold=args.p_threshold, fit=args.fit, score=args.score,
-                          vector=args.vector, max_iter=args.gmm_max_iter, keep_ratio=keep_ratio)
+def selector_config(args: argparse.Namespace, **values: object) -> SelectorConfig:
+    """The :class:`fine.selection.SelectorConfig` of ``--selector`` with its options from the resolved flags;
+    ``values`` replace flags the trainer resolves into another form (``--forget_rate auto``: the estimate)."""
+    spec = get_selector(args.selector)
+    options = {o.name: values[o.name] if o.name in values else getattr(args, o.name) for o in spec.options}
+    return SelectorConfig(args.selector, options)
 
 
 def recipe_variant(args: argparse.Namespace) -> str:
@@ -182,8 +178,11 @@ def recipe_variant(args: argparse.Namespace) -> str:
 
 
 def fill_defaults(args: argparse.Namespace, recipe: dict) -> None:
-    """Replace every ``None`` flag that ``recipe`` names with the recipe's value."""
+    """Replace every ``None`` flag that ``recipe`` names with the recipe's value; the recipe's ``--pretrained``
+    weights go with its ResNet-50 only, not with another ``--arch`` the user chose."""
     for key, value in recipe.items():
+        if key == "pretrained" and args.arch != "resnet50":
+            continue
         if getattr(args, key, None) is None:
             setattr(args, key, value)
 
@@ -216,17 +215,31 @@ def check_common_args(args: argparse.Namespace) -> None:
         raise UserError(f"--decay_start must be 0 or more, got {args.decay_start}")
 
 
-def check_selector_args(args: argparse.Namespace) -> None:
-    """Refuse selector flags out of range (after the recipe has filled them)."""
-    if not 0.0 < args.p_threshold < 1.0:
-        raise UserError(f"--p_threshold {args.p_threshold} is outside (0, 1)")
-    if args.gmm_max_iter < 1:
-        raise UserError(f"--gmm_max_iter must be at least 1, got {args.gmm_max_iter}")
-    check_fit_and_score(args.fit, args.score)
+def check_selector_flags(args: argparse.Namespace, own: tuple[str, ...] = ()) -> None:
+    """Before the recipe fills them: refuse options of another selector than ``--selector`` given on the command
+    line (``own``: flags the trainer also reads for other purposes)."""
+    mine = {o.name for o in get_selector(args.selector).options}
+    for name in all_options():
+        if name not in mine and name not in own and getattr(args, name, None) is not None:
+            users = [spec.name for spec in REGISTRY.values() if name in {o.name for o in spec.options}]
+            raise UserError(f"--{name} applies to --selector {' or '.join(users)}, not {args.selector}; drop it")
 
 
-def check_fit_and_score(fit: str, score: str) -> None:
-    """Refuse a beta mixture on margins (they lie in [-1, 1]), for the trainers and ``engine.detect``."""
-    if fit == "bmm" and score in ("margin", "lda"):
-        raise UserError(f"--fit bmm needs scores in [0, 1] but --score {score} gives margins; add --score abs (or "
-                        f"use --fit gmm)")
+def resolve_selector_args(args: argparse.Namespace, own: tuple[str, ...] = (), **values: object) -> None:
+    """After the recipe: fill ``--selector``'s unset options with the selector's defaults, set the other selectors'
+    options to None (so the resolved flags show what applies) and refuse values that cannot work, in one line.
+    ``own`` options stay as the trainer resolved them; ``values`` stand in for those not yet numbers."""
+    mine = {o.name for o in get_selector(args.selector).options}
+    for name in all_options():
+        if name not in mine and name not in own:
+            setattr(args, name, None)
+    try:
+        options = selector_config(args, **values).options
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    for name, value in options.items():
+        if name not in own:
+            setattr(args, name, value)
+    if (args.loss_history or 1) > 1 and args.num_batches is not None:  # the state of loss-gmm's rounds
+        raise UserError(f"--loss_history {args.loss_history} averages losses over epochs, but with --num_batches "
+                        f"every epoch splits a different draw of samples; drop one of them")

@@ -1,23 +1,28 @@
-"""Suspected label errors, ranked: FINE (Kim et al. 2021) on features you have, or on a training run's own network.
+"""Suspected label errors, ranked: FINE (Kim et al. 2021) or any registered selector (``--selector NAME``, see
+``fine.selection.REGISTRY``) on features you have, or on a training run's own network.
 
     python -m engine.detect --features feats.npy --labels labels.npy --out DIR [--clean_labels clean.npy]
+    python -m engine.detect --features feats.npy --logits logits.npy --labels labels.npy --selector loss-gmm --out DIR
     python -m engine.detect --run runs/dynamic_selection/npz-mydata_clean/standard_ce_seed1_ab12cd [--out DIR]
 
-The first form takes (N, D) float features from any encoder and (N,) integer labels. The second takes a finished (or
-running) run of either trainer: it rebuilds the run's model from its checkpoint (``--checkpoint last`` or ``best``),
-extracts eval-mode penultimate features of the run's training samples (un-augmented) and runs FINE with the run's
-selector settings, each overridable by a flag; the run's clean labels, where the data has them, measure the result.
+The first forms take (N, D) float features from any encoder, (N,) integer labels and, for selectors that need them
+(the loss-based ones), (N, K) logits. The last takes a finished (or running) run of either trainer: it rebuilds the
+run's model from its checkpoint (``--checkpoint last`` or ``best``), extracts eval-mode penultimate features and
+logits of the run's training samples (un-augmented) and runs the selector with the run's settings, each overridable by
+a flag; the run's clean labels, where the data has them, measure the result.
 
 Writes to ``--out`` (default ``RUN_DIR/detect``):
 
-- ``label_issues.csv``: one row per sample, most suspect first: ``index, given_label, fine_score, clean_prob,
-  suggested_label, suggested_alignment, flagged`` (the suggested label is the class whose direction the sample aligns
-  with best; ``index`` is the row of the features file, or the run's training-set index);
+- ``label_issues.csv``: one row per sample, most suspect first: ``index, given_label, score, clean_prob,
+  suggested_label, suggested_alignment, flagged`` (``score`` is the statistic the selector split: FINE's alignment,
+  or a loss; the suggested label is the class whose FINE direction the sample aligns with best; ``index`` is the row
+  of the features file, or the run's training-set index);
 - ``summary.json``: selected count, the estimated noise rate overall and per class (1 - selected fraction), the
   estimated transition matrix (given label x suggested label, see :func:`fine.label_issues.estimate_noise`), the
-  options, and with clean labels the precision, recall, F1, specificity and accuracy of the selection (positives: the
-  correctly labelled samples), the AUROC of the clean probability, and ``error_precision`` / ``error_recall``: the
-  fraction of flagged samples whose label is wrong, and of wrong labels that were flagged.
+  selector and its options, and with clean labels the precision, recall, F1, specificity and accuracy of the
+  selection (positives: the correctly labelled samples), the AUROC of the clean probability, and
+  ``error_precision`` / ``error_recall``: the fraction of flagged samples whose label is wrong, and of wrong labels
+  that were flagged.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import argparse
 import csv
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +38,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from engine.args import check_fit_and_score
+from engine.args import add_option_flag, check_selector_flags
 from engine.checkpoint import load_checkpoint
 from engine.data import load_data
 from engine.logger import write_json
@@ -40,11 +46,14 @@ from fine.errors import UserError, run_cli
 from fine.features import extract_features
 from fine.label_issues import estimate_noise, rank_suspects, suggest_labels
 from fine.models import create_model
-from fine.selection import FITS, SCORES, VECTORS, fine_select, selection_metrics
+from fine.selection import (REGISTRY, Selection, SelectorConfig, class_top_eigenvectors, get_selector,
+                            select_samples, selection_metrics)
+from fine.selection.registry import all_options
 
-# FINE's options and their defaults when neither a flag nor the run sets them (features from any encoder: the
-# discriminant margin, the winner of python -m bench.peers against cleanlab and k-NN; see the README)
-DEFAULTS = {"fit": "gmm", "p_threshold": 0.5, "score": "lda", "vector": "eigen", "gmm_max_iter": 100}
+# Where neither a flag nor the run sets them: FINE's discriminant margin (score lda), the winner of python -m
+# bench.peers against cleanlab and k-NN on features from any encoder (see the README); a run keeps its own settings,
+# and every other option takes its selector's default.
+DEFAULTS = {"score": "lda"}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -65,20 +74,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     source.add_argument("--device", type=str, default="auto", help="with --run: where features are extracted")
     parser.add_argument("--out", type=str, default=None,
                         help="folder the results are written to (created; default RUN_DIR/detect with --run)")
-    fine = parser.add_argument_group("FINE's options (default: the run's, else the values in brackets)")
-    fine.add_argument("--fit", type=str, default=None, choices=FITS,
-                      help="per-class 2-component model fitted on the scores (gmm)")
-    fine.add_argument("--p_threshold", type=float, default=None,
-                      help="zeta: a sample is clean when the posterior of the clean component exceeds it (0.5)")
-    fine.add_argument("--score", type=str, default=None, choices=SCORES,
-                      help="abs = |<u, z/|z|>| (published code), squared (paper), lda = the margin of the linear "
-                           "discriminant (pooled within-class covariance), re-estimated on the samples it keeps, "
-                           "clean when >= 0 (--fit and --p_threshold unused), margin = abs minus the best abs "
-                           "against another class's direction, a class split only when part of it lies closer to "
-                           "another class (lda)")
-    fine.add_argument("--vector", type=str, default=None, choices=VECTORS,
-                      help="class direction: top eigenvector of the class gram matrix, or the class mean (eigen)")
-    fine.add_argument("--gmm_max_iter", type=int, default=None, help="EM iterations of each class's mixture (100)")
+    source.add_argument("--logits", type=str, default=None,
+                        help="with --features: .npy file of (N, K) network outputs, for selectors that need them")
+    chosen = parser.add_argument_group("the selector and its options (default: the run's, else the selector's; "
+                                       "FINE's score: lda)")
+    chosen.add_argument("--selector", type=str, default="fine", choices=tuple(REGISTRY),
+                        help="; ".join(spec.help for spec in REGISTRY.values()))
+    for option in all_options().values():
+        add_option_flag(chosen, option)
     return parser
 
 
@@ -106,8 +109,35 @@ def _check_labels(labels: np.ndarray, flag: str, n: int, num_classes: int | None
     return labels.astype(np.int64)
 
 
-def _from_files(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, int, np.ndarray | None, dict]:
-    """Features, labels, class count and clean labels from ``--features``/``--labels``/``--clean_labels``."""
+@dataclass
+class Examined:
+    """What the selector examines: (N, D) features, (N, K) logits (None when not given), (N,) int64 given labels,
+    the class count K, (N,) clean labels (None when unknown) and where they came from (for the summary)."""
+
+    features: torch.Tensor
+    logits: torch.Tensor | None
+    labels: torch.Tensor
+    num_classes: int
+    clean: np.ndarray | None
+    source: dict
+
+
+def _logits(args: argparse.Namespace, n: int, num_classes: int) -> torch.Tensor | None:
+    """(n, num_classes) float32 logits from ``--logits``, or None without the flag."""
+    if args.logits is None:
+        return None
+    logits = _load(args.logits, "--logits")
+    if logits.shape != (n, num_classes) or not np.issubdtype(logits.dtype, np.floating):
+        raise UserError(f"--logits holds {logits.dtype} {logits.shape}; pass float ({n}, {num_classes}) outputs, "
+                        f"one row per feature row and one column per class")
+    if not np.isfinite(logits).all():
+        raise UserError(f"--logits holds {int((~np.isfinite(logits)).sum())} NaN or Inf values; clean them first")
+    return torch.from_numpy(logits.astype(np.float32))
+
+
+def _from_files(args: argparse.Namespace) -> Examined:
+    """Features, logits, labels, class count and clean labels from ``--features``/``--logits``/``--labels``/
+    ``--clean_labels``."""
     if args.features is None or args.labels is None:
         raise UserError("pass --features and --labels (or --run RUN_DIR)")
     features, labels = _load(args.features, "--features"), _load(args.labels, "--labels")
@@ -131,77 +161,124 @@ def _from_files(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, i
         clean = _check_labels(_load(args.clean_labels, "--clean_labels"), "--clean_labels", n, None)
     feats = torch.from_numpy(features.astype(np.float64 if features.dtype == np.float64 else np.float32))
     source = {"features": str(args.features), "labels": str(args.labels)}
-    return feats, torch.from_numpy(labels), num_classes, clean, source
+    if args.logits is not None:
+        source["logits"] = str(args.logits)
+    return Examined(feats, _logits(args, n, num_classes), torch.from_numpy(labels), num_classes, clean, source)
 
 
-def _from_run(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, int, np.ndarray | None, dict]:
-    """Features of a run's training samples by its own network, its noisy labels and, where known, clean labels.
+@dataclass
+class NetworkOutputs:
+    """Eval-mode outputs of a checkpoint's first network on its run's un-augmented training samples, in dataset
+    order: (N, D) features, (N, K) logits, (N,) int64 noisy labels, (N,) clean labels (None when unknown), the
+    class count K and the epoch after which the checkpoint was written."""
 
-    FINE options the command line left unset are taken from the run's flags.
-    """
-    if args.features is not None or args.labels is not None or args.clean_labels is not None:
-        raise UserError("--run takes the features and labels from the run; drop --features/--labels/--clean_labels")
+    features: torch.Tensor
+    logits: torch.Tensor
+    noisy: torch.Tensor
+    clean: np.ndarray | None
+    num_classes: int
+    epoch: int
+
+
+def network_outputs(run_args: argparse.Namespace, checkpoint: Path, device: torch.device) -> NetworkOutputs:
+    """Rebuild the run's data and first network from ``checkpoint`` and extract its outputs (see
+    :class:`NetworkOutputs`)."""
+    bundle = load_data(run_args).bundle
+    train = bundle.train.view(bundle.test_transform)
+    ckpt = load_checkpoint(checkpoint)
+    model = create_model(run_args.arch, bundle.num_classes, input_shape=tuple(train[0][0].shape),
+                         init=run_args.init)
+    model.load_state_dict(ckpt["models"][0])
+    loader = DataLoader(train, batch_size=256, shuffle=False)
+    features, logits = extract_features(model.to(device), loader, torch.arange(len(train)), device)
+    return NetworkOutputs(features, logits, torch.as_tensor(train.noisy_labels), train.clean_labels,
+                          bundle.num_classes, ckpt["state"]["epoch"])
+
+
+def _from_run(args: argparse.Namespace) -> Examined:
+    """Features and logits of a run's training samples by its own network, its noisy labels and, where known, clean
+    labels. Selector options the command line left unset are taken from the run's flags."""
+    given = [args.features, args.labels, args.clean_labels, args.logits]
+    if any(path is not None for path in given):
+        raise UserError("--run takes the features and labels from the run; drop --features/--logits/--labels/"
+                        "--clean_labels")
     run_dir = Path(args.run)
     ckpt_path = run_dir / f"{args.checkpoint}.pt"
     if not (run_dir / "args.json").is_file() or not ckpt_path.is_file():
         raise UserError(f"{run_dir} holds no args.json and {ckpt_path.name}; pass a trainer's run directory once "
                         f"it has finished an epoch")
     run_args = argparse.Namespace(**json.loads((run_dir / "args.json").read_text())["args"])
-    for key in DEFAULTS:
-        if getattr(args, key) is None and getattr(run_args, key, None) is not None:
-            setattr(args, key, getattr(run_args, key))
-    bundle = load_data(run_args).bundle
-    train = bundle.train.view(bundle.test_transform)
-    ckpt = load_checkpoint(ckpt_path)
-    model = create_model(run_args.arch, bundle.num_classes, input_shape=tuple(train[0][0].shape),
-                         init=run_args.init)
-    model.load_state_dict(ckpt["models"][0])
+    for option in get_selector(args.selector).options:
+        if getattr(args, option.name) is None and getattr(run_args, option.name, None) is not None:
+            setattr(args, option.name, getattr(run_args, option.name))
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
-    loader = DataLoader(train, batch_size=256, shuffle=False)
-    features, _ = extract_features(model.to(device), loader, torch.arange(len(train)), device)
+    outputs = network_outputs(run_args, ckpt_path, device)
     if args.out is None:
         args.out = str(run_dir / "detect")
-    source = {"run": str(run_dir), "checkpoint": ckpt_path.name, "epoch": ckpt["state"]["epoch"]}
-    return features, torch.as_tensor(train.noisy_labels), bundle.num_classes, train.clean_labels, source
+    source = {"run": str(run_dir), "checkpoint": ckpt_path.name, "epoch": outputs.epoch}
+    return Examined(outputs.features, outputs.logits, outputs.noisy, outputs.num_classes, outputs.clean, source)
+
+
+def _select(args: argparse.Namespace, data: Examined) -> tuple[Selection, dict]:
+    """The selection of ``--selector`` with its resolved options; warnings printed, bad options one-line errors."""
+    spec = get_selector(args.selector)
+    values = {o.name: DEFAULTS.get(o.name) if getattr(args, o.name) is None else getattr(args, o.name)
+              for o in spec.options}
+    if "logits" in spec.needs and data.logits is None:
+        raise UserError(f"--selector {spec.name} needs the network's outputs; pass --logits LOGITS.npy, (N, K) "
+                        f"floats, one row per feature row")
+    try:
+        config = SelectorConfig(spec.name, values)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sel = select_samples(config, data.features, data.logits, data.labels, data.num_classes)
+    for w in caught:
+        print(f"warning: {w.message}")
+    return sel, config.options
+
+
+def _detection(sel: Selection, labels: torch.Tensor, clean: np.ndarray) -> dict:
+    """Quality of the selection against the clean labels (see the module docstring)."""
+    mask, n = sel.clean_mask.cpu(), len(labels)
+    is_clean = torch.from_numpy(np.asarray(clean) == labels.numpy())
+    metrics = selection_metrics(mask, is_clean)
+    both = 0 < int(is_clean.sum()) < n
+    metrics["auroc"] = float(roc_auc_score(is_clean.numpy(), sel.clean_prob.cpu().numpy())) if both else None
+    flagged_errors = int((~mask & ~is_clean).sum())  # the label errors found
+    metrics["error_precision"] = flagged_errors / max(int((~mask).sum()), 1)
+    metrics["error_recall"] = flagged_errors / max(int((~is_clean).sum()), 1)
+    return metrics
 
 
 def detect(args: argparse.Namespace) -> dict:
-    """Run FINE on what ``args`` names and write ``label_issues.csv`` and ``summary.json``; returns the summary."""
-    features, labels, num_classes, clean, source = (_from_run if args.run is not None else _from_files)(args)
+    """Run ``--selector`` on what ``args`` names and write ``label_issues.csv`` and ``summary.json``; returns the
+    summary."""
+    check_selector_flags(args)
+    data = (_from_run if args.run is not None else _from_files)(args)
     if args.out is None:
         raise UserError("pass --out DIR, the folder for the results")
-    options = {key: DEFAULTS[key] if getattr(args, key) is None else getattr(args, key) for key in DEFAULTS}
-    if not 0.0 < options["p_threshold"] < 1.0:
-        raise UserError(f"--p_threshold {options['p_threshold']} is outside (0, 1)")
-    check_fit_and_score(options["fit"], options["score"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        sel = fine_select(features, labels, num_classes, fit=options["fit"], threshold=options["p_threshold"],
-                          score=options["score"], vector=options["vector"], max_iter=options["gmm_max_iter"])
-    for w in caught:
-        print(f"warning: {w.message}")
-    suggested, alignment = suggest_labels(features, sel.eigvecs)
+    sel, options = _select(args, data)
+    spec, labels, num_classes = get_selector(args.selector), data.labels, data.num_classes
+    # the suggested label: the class whose FINE direction the sample aligns with best
+    vectors = sel.eigvecs if sel.eigvecs is not None else class_top_eigenvectors(data.features, labels, num_classes)
+    suggested, alignment = suggest_labels(data.features, vectors)
     mask, n = sel.clean_mask.cpu(), len(labels)
-    summary = {**source, "num_samples": n, "num_classes": num_classes, "selected": int(mask.sum()),
-               **estimate_noise(mask, labels, suggested, num_classes), "options": options}
-    if clean is None:
+    summary = {**data.source, "num_samples": n, "num_classes": num_classes, "selected": int(mask.sum()),
+               **estimate_noise(mask, labels, suggested, num_classes), "selector": spec.name, "options": options}
+    if data.clean is None:
         summary["detection"] = "clean labels: not given"
     else:
-        is_clean = torch.from_numpy(np.asarray(clean) == labels.numpy())
-        metrics = selection_metrics(mask, is_clean)
-        both = 0 < int(is_clean.sum()) < n
-        metrics["auroc"] = float(roc_auc_score(is_clean.numpy(), sel.clean_prob.cpu().numpy())) if both else None
-        flagged_errors = int((~mask & ~is_clean).sum())  # the label errors found
-        metrics["error_precision"] = flagged_errors / max(int((~mask).sum()), 1)
-        metrics["error_recall"] = flagged_errors / max(int((~is_clean).sum()), 1)
-        summary["detection"] = metrics
-        summary["true_noise_rate"] = float((~is_clean).float().mean()) if n else 0.0
+        summary["detection"] = _detection(sel, labels, data.clean)
+        summary["true_noise_rate"] = float((labels.numpy() != np.asarray(data.clean)).mean()) if n else 0.0
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    order = rank_suspects(sel.clean_prob.cpu(), sel.scores.cpu()).numpy()
-    columns = {"index": np.arange(n), "given_label": labels.numpy(), "fine_score": sel.scores.cpu().numpy(),
+    scores = sel.scores.cpu()
+    order = rank_suspects(sel.clean_prob.cpu(), scores if spec.higher_is_cleaner else -scores).numpy()
+    columns = {"index": np.arange(n), "given_label": labels.numpy(), "score": scores.numpy(),
                "clean_prob": sel.clean_prob.cpu().numpy(), "suggested_label": suggested.cpu().numpy(),
                "suggested_alignment": alignment.cpu().numpy(), "flagged": (~mask).numpy().astype(int)}
     with (out / "label_issues.csv").open("w", newline="") as f:
@@ -209,9 +286,9 @@ def detect(args: argparse.Namespace) -> dict:
         writer.writerow(columns)
         writer.writerows(zip(*(np.asarray(v)[order].tolist() for v in columns.values())))
     write_json(out / "summary.json", summary)
-    print(f"FINE flagged {n - summary['selected']} of {n} samples ({num_classes} classes; estimated noise rate "
-          f"{summary['noise_rate']:.3f}) -> {out / 'label_issues.csv'}")
-    if clean is not None:
+    print(f"{spec.label} flagged {n - summary['selected']} of {n} samples ({num_classes} classes; estimated noise "
+          f"rate {summary['noise_rate']:.3f}) -> {out / 'label_issues.csv'}")
+    if data.clean is not None:
         m = summary["detection"]
         print(f"true noise rate {summary['true_noise_rate']:.3f}; label errors found: precision "
               f"{m['error_precision']:.4f} recall {m['error_recall']:.4f}; clean samples kept: precision "

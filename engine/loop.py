@@ -3,9 +3,11 @@
 A trainer subclasses :class:`Trainer` and writes only its method: its flags and recipe (``resolve_args``), its
 epoch (``train_epoch``) and the state that epoch keeps. :func:`fit` does the rest, the same way for every trainer:
 
-1. resolve the flags (``--dry_run`` prints them and stops), join torchrun's process group (a plain run is a world of
-   size 1), load the data and its noisy labels, open the run directory (``--resume`` / ``--overwrite``);
-2. build the networks (model, DDP wrapper, optimiser, lr schedule, loss scaler each) and the trainer;
+1. resolve the flags and refuse a combination that cannot run (:func:`engine.checks.check_run_args`; ``--dry_run``
+   prints them and stops), join torchrun's process group (a plain run is a world of size 1), load the data and its
+   noisy labels, name the run directory (refused if it exists, unless ``--resume`` / ``--overwrite``);
+2. build the networks (model, DDP wrapper, optimiser, lr schedule, loss scaler each) and the trainer, then make the
+   run directory: a run that fails before its first epoch leaves none behind;
 3. every epoch: ``trainer.train_epoch``, then the lr step, the evaluation (validation, test, extra test sets), the
    best/last bookkeeping, ``metrics.jsonl`` and TensorBoard, and an atomic ``last.pt`` (``best.pt`` when the
    validation accuracy improved);
@@ -34,12 +36,13 @@ from data_loader import NoisyDataset
 from data_loader.tensor_loader import TensorLoader
 from data_loader.transforms import AUGMENTATION
 from engine.args import check_common_args
+from engine.checks import check_run_args
 from engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from engine.data import TrainBatches, TrainData, augment_generator, epoch_generator, load_data
 from engine.logger import RunLogger, jsonable, write_json
 from engine.optim import EpochSchedule, build_optimizer
 from engine.rounds import log_round, save_selection_round, selection_quality
-from engine.rundir import prepare_run_dir, print_args, seed_everything
+from engine.rundir import open_run_dir, plan_run_dir, print_args, seed_everything
 from fine.amp import configure_backends, grad_scaler, prepare_model, unwrap_model
 from fine.distributed import (ShardedSampler, World, broadcast_buffers, cleanup, init_distributed, on_main, print0,
                               shard_indices, wrap_ddp)
@@ -218,9 +221,7 @@ def fit(trainer_cls: type[Trainer], args: argparse.Namespace) -> dict:
     finished; the resolved configuration with ``--dry_run``)."""
     check_common_args(args)
     args = trainer_cls.resolve_args(args)
-    if args.data_on_gpu == "on" and args.dataset not in AUGMENTATION:
-        raise UserError(f"--data_on_gpu on holds augmented images on the device, for {', '.join(AUGMENTATION)}; "
-                        f"{args.dataset} has no device-side augmentation: use --data_on_gpu off")
+    check_run_args(args)
     if args.dry_run:
         config = {"trainer": trainer_cls.name, **jsonable(vars(args))}
         print(json.dumps(config, sort_keys=True))
@@ -232,15 +233,13 @@ def fit(trainer_cls: type[Trainer], args: argparse.Namespace) -> dict:
     data = load_data(args)
     trainer_cls.resolve_with_data(args, data)
     resident = _resident_images(args, data.bundle.train, world.device)
-    run_dir, resuming = on_main(lambda: prepare_run_dir(args, trainer_cls.name, trainer_cls.run_name_parts(args)))
-    if (run_dir / "summary.json").exists():
+    run_dir, resuming = on_main(lambda: plan_run_dir(args, trainer_cls.name, trainer_cls.run_name_parts(args)))
+    if not args.overwrite and (run_dir / "summary.json").exists():
         print0(f"{run_dir} already finished; nothing to do")
         return {}
     bundle = data.bundle
     if world.is_main:
         print_args(args)
-        if bundle.standardization is not None:  # tables and signals: the training split's statistics
-            write_json(run_dir / "standardization.json", {"kind": bundle.kind, **bundle.standardization})
     print0(f"run directory: {run_dir}\ntrain {len(bundle.train)}, validation {len(bundle.val) if bundle.val else 0}, "
            f"test {len(bundle.test)}; {bundle.noise_info}; {world.world_size} process(es)")
 
@@ -252,7 +251,15 @@ def fit(trainer_cls: type[Trainer], args: argparse.Namespace) -> dict:
     run = Run(args, world, data, run_dir, nets, resident, logger=None, state=_fresh_state())
     trainer = trainer_cls(run)
     if resuming:
-        _restore(run, trainer, run_dir / "last.pt")
+        _restore(run, trainer, load_checkpoint(run_dir / "last.pt"))
+        print0(f"resumed from {run_dir / 'last.pt'} after epoch {run.state['epoch']}")
+    elif args.init_from is not None:
+        _restore(run, trainer, _fork_checkpoint(args, trainer_cls.num_networks(args)), method_state=False)
+        print0(f"started from {args.init_from} after its epoch {run.state['epoch']}")
+    if world.is_main:  # the run starts: only now does its directory exist
+        open_run_dir(run_dir, args, trainer_cls.name)
+        if bundle.standardization is not None:  # tables and signals: the training split's statistics
+            write_json(run_dir / "standardization.json", {"kind": bundle.kind, **bundle.standardization})
     run.logger = RunLogger(run_dir, resume_epoch=run.state["epoch"] + 1) if world.is_main else None
     evaluation = _Evaluation(run, trainer_cls.ensemble)
     start = time.time() - run.state["elapsed"]
@@ -353,6 +360,8 @@ def _end_epoch(run: Run, trainer: Trainer, row: dict, start: float) -> None:
         save_checkpoint(ckpt, run.run_dir / "last.pt")
         if improved:
             save_checkpoint(ckpt, run.run_dir / "best.pt")
+        if epoch in (run.args.save_epochs or []):
+            save_checkpoint(ckpt, run.run_dir / f"epoch_{epoch:03d}.pt")
     loss = "no training" if row["train/loss"] is None else f"loss {row['train/loss']:.4f}"
     val = f" val {row['val/acc']:.2f}" if row["val/acc"] is not None else ""
     print0(f"epoch {epoch:3d} {loss}{val} test {row['test/acc']:.2f} "
@@ -372,9 +381,35 @@ def _checkpoint(run: Run, trainer: Trainer) -> dict:
             "losses": [loss.state_dict() for loss in trainer.losses or []], "rng": rng_state()}
 
 
-def _restore(run: Run, trainer: Trainer, path: Path) -> None:
-    """Load what :func:`_checkpoint` saved into the run's networks, the trainer and the RNGs."""
+# Flags a run started with --init_from must share with the checkpoint: they define the data, the networks and the
+# optimisation the checkpoint's state belongs to.
+FORK_SHARED = ("dataset", "noise_kind", "noise_rate", "noise_label", "noise_file", "noise_seed", "val_size",
+               "num_batches", "loss", "arch", "init", "pretrained", "epochs", "batch_size", "lr", "optimizer",
+               "momentum", "weight_decay", "lr_schedule", "milestones", "gamma", "decay_start", "seed", "amp")
+
+
+def _fork_checkpoint(args: argparse.Namespace, num_networks: int) -> dict:
+    """The ``--init_from`` checkpoint, once it is known to fit this run (one-line UserError otherwise)."""
+    path = Path(args.init_from)
+    if not path.is_file():
+        raise UserError(f"--init_from {path} does not exist; pass a checkpoint (last.pt or epoch_NNN.pt) of a run")
     ckpt = load_checkpoint(path)
+    differ = [f"--{k} {ckpt['args'].get(k)} there, {getattr(args, k, None)} here" for k in FORK_SHARED
+              if ckpt["args"].get(k) != getattr(args, k, None)]
+    if differ:
+        raise UserError(f"--init_from {path} was trained with other flags ({'; '.join(differ)}); pass the same")
+    if len(ckpt["models"]) != num_networks:
+        raise UserError(f"--init_from {path} holds {len(ckpt['models'])} network(s) but this method trains "
+                        f"{num_networks}; start from a run of a method with as many")
+    if ckpt["state"]["epoch"] + 1 >= args.epochs:
+        raise UserError(f"--init_from {path} is from epoch {ckpt['state']['epoch']}, the last of --epochs "
+                        f"{args.epochs}; pass an earlier checkpoint")
+    return ckpt
+
+
+def _restore(run: Run, trainer: Trainer, ckpt: dict, *, method_state: bool = True) -> None:
+    """Load what :func:`_checkpoint` saved into the run's networks, the RNGs and, with ``method_state``, the
+    trainer (a run started ``--init_from`` another run keeps its own method's fresh state)."""
     nets = run.nets
     for i, model in enumerate(nets.models):
         unwrap_model(model).load_state_dict(ckpt["models"][i])
@@ -384,9 +419,9 @@ def _restore(run: Run, trainer: Trainer, path: Path) -> None:
     for loss, saved in zip(trainer.losses or [], ckpt["losses"]):
         loss.load_state_dict(saved)
     run.state = ckpt["state"]
-    trainer.load_state_dict(ckpt["trainer"])
+    if method_state:
+        trainer.load_state_dict(ckpt["trainer"])
     set_rng_state(ckpt["rng"])
-    print0(f"resumed from {path} after epoch {run.state['epoch']}")
 
 
 def _summarize(run: Run, trainer_cls: type[Trainer], wall_time: float, has_val: bool) -> dict:

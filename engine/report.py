@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fine.errors import UserError, run_cli
-from fine.selection import selection_metrics
+from fine.selection import REGISTRY, selection_metrics
 
 PUBLISHED = Path(__file__).with_name("published.csv")
 PUBLISHED_COLUMNS = ["method", "dataset", "noise_kind", "noise_rate", "metric", "value", "source", "verified"]
@@ -413,6 +413,18 @@ def _per_class_table(arrays: dict[str, np.ndarray], metrics: dict[str, Any] | No
                            "F1"], rows)
 
 
+def _selector_line(run_dir: Path) -> list[str]:
+    """The registered selector that made the rounds and its options, from the run's ``args.json`` (none without
+    it, or for a selector no longer registered)."""
+    args_path = run_dir / "args.json"
+    args = json.loads(args_path.read_text())["args"] if args_path.is_file() else {}
+    spec = REGISTRY.get(args.get("selector"))
+    if spec is None:
+        return []
+    options = ", ".join(f"--{o.name} {args.get(o.name)}" for o in spec.options)
+    return [f"Selector: {spec.label} (`--selector {spec.name}`{', ' + options if options else ''}).\n"]
+
+
 def selection_report(run_dir: str, *, per_class: bool = False) -> str:
     """How the selection changed across rounds, per network: size, precision/recall/F1, samples entering/leaving.
 
@@ -421,7 +433,7 @@ def selection_report(run_dir: str, *, per_class: bool = False) -> str:
     """
     path = Path(run_dir)
     rounds = load_rounds(path)
-    parts = [f"# Selection rounds of {path}\n"]
+    parts = [f"# Selection rounds of {path}\n", *_selector_line(path)]
     for net, items in rounds.items():
         num = items[0][1]["mask"].shape[0]
         rows, per_class_parts, prev, any_clean = [], [], None, False

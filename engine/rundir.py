@@ -16,7 +16,8 @@ from fine.errors import UserError
 from engine.logger import write_json
 
 # Flags that change where or how a run executes, not what it computes: they stay out of the run's name.
-NON_DEFINING = frozenset({"output", "resume", "overwrite", "dry_run", "device", "workers", "data_path"})
+NON_DEFINING = frozenset({"output", "resume", "overwrite", "dry_run", "device", "workers", "data_path",
+                          "save_epochs"})
 
 
 def seed_everything(seed: int) -> None:
@@ -58,24 +59,26 @@ def run_name(args: argparse.Namespace, parts: list[str]) -> str:
     return f"{dataset}_{noise}/" + "_".join([*parts, f"seed{args.seed}", digest])
 
 
-def prepare_run_dir(args: argparse.Namespace, trainer: str, parts: list[str]) -> tuple[Path, bool]:
-    """Create (or reopen with ``--resume``) the run directory and write ``args.json``.
+def plan_run_dir(args: argparse.Namespace, trainer: str, parts: list[str]) -> tuple[Path, bool]:
+    """The run directory's path and whether the run resumes from its ``last.pt``; nothing is written yet.
 
-    Returns ``(run_dir, resuming)`` where ``resuming`` says a checkpoint exists to continue from. An existing
-    directory is refused unless ``--resume`` (continue it) or ``--overwrite`` (delete it) is given.
+    An existing directory is refused unless ``--resume`` (continue it) or ``--overwrite`` (replace it, in
+    :func:`open_run_dir`) is given. :func:`open_run_dir` makes the directory once the run is set up, so a run refused
+    before its first epoch leaves nothing behind.
     """
     run_dir = Path(args.output) / trainer / run_name(args, parts)
-    last = run_dir / "last.pt"
-    if run_dir.exists():
-        if args.overwrite:
-            shutil.rmtree(run_dir)
-        elif not args.resume:
-            raise UserError(f"run directory {run_dir} already exists; pass --resume to continue it or "
-                            f"--overwrite to start again")
+    if run_dir.exists() and not (args.resume or args.overwrite):
+        raise UserError(f"run directory {run_dir} already exists; pass --resume to continue it or --overwrite to "
+                        f"start again")
+    return run_dir, bool(args.resume) and (run_dir / "last.pt").exists()
+
+
+def open_run_dir(run_dir: Path, args: argparse.Namespace, trainer: str) -> None:
+    """Make ``run_dir`` (after deleting an existing one with ``--overwrite``) and write its ``args.json``."""
+    if args.overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    resuming = bool(args.resume) and last.exists()
     write_json(run_dir / "args.json", {"trainer": trainer, "git_commit": git_commit(), "args": vars(args)})
-    return run_dir, resuming
 
 
 def print_args(args: argparse.Namespace) -> None:

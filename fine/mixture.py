@@ -276,11 +276,15 @@ def fit_gmm(values: torch.Tensor, mask: torch.Tensor, *, max_iter: int = 100, to
                    (mean, var + reg_covar))
 
 
+_ROUNDING = 1e-4  # how far past [0, 1] float32 rounding may carry a beta mixture's values (scores are cosines)
+
+
 def fit_bmm(values: torch.Tensor, mask: torch.Tensor, *, max_iter: int = 100, tol: float = 1e-6,
             eps: float = 1e-4, reg_covar: float = 1e-6) -> MixtureFit:
     """Fit a 2-component beta mixture to every group by EM with a weighted method-of-moments M-step.
 
-    Values are clipped into ``[eps, 1 - eps]``. Initialised from the exact 2-means split like :func:`fit_gmm`;
+    Values are clipped into ``[eps, 1 - eps]`` (values outside [0, 1] by more than float32 rounding, 1e-4, are
+    refused). Initialised from the exact 2-means split like :func:`fit_gmm`;
     each M-step sets every component's mean and variance to its responsibility-weighted moments (variance floored
     at ``reg_covar`` and kept below ``m (1 - m)``) and solves for the beta shape parameters; each group stops when
     its mean log-likelihood changes by less than ``tol``. ``means``/``variances`` are the components' moments.
@@ -294,7 +298,7 @@ def fit_bmm(values: torch.Tensor, mask: torch.Tensor, *, max_iter: int = 100, to
     MixtureFit
     """
     x = _check(values, mask)
-    if bool(((x < 0) | (x > 1))[mask].any()):
+    if bool(((x < -_ROUNDING) | (x > 1 + _ROUNDING))[mask].any()):  # a cosine of float32 unit vectors may pass 1
         raise ValueError("the beta mixture needs values in [0, 1]; rescale them or use the gmm fit")
     x = torch.where(mask, x.clamp(eps, 1 - eps), x)
     upper = two_means_split(x, mask)

@@ -50,23 +50,28 @@ def test_selector_bench_compares_with_the_published_recipe():
     assert re.search(r"speed-up [\d.]+x", out)
 
 
-def test_detection_bench_compares_detectors_on_one_cell_and_checks_the_targets(tmp_path):
+def test_detection_bench_forks_the_trainer_and_compares_detectors_on_one_cell(tmp_path):
     out = run_module("bench.detection", "--noise", "asym:0.4", "--seeds", "1", "--epochs", "4", "--detectors",
-                     "fine", "fine:score=margin", "loss-gmm", "cand:score=margin,split=pooled", "--e2e",
-                     "fine:score=margin", "--trainer", "standard", "--output", str(tmp_path))
+                     "fine", "fine:score=margin", "loss-gmm", "small-loss", "--trainer", "fine:score=margin",
+                     "--output", str(tmp_path))
     assert "never-corrupted classes [0, 2, 5, 9]" in out  # digits asym: 1<->7, 3<->8, 5->6, 9->4
     line = {f"{m.group(1)} {m.group(2)}": m.group(0)
             for m in re.finditer(r"^digits\s+asym40\s+(\w+)\s+(\S+)\s.*$", out, re.MULTILINE)}
-    assert set(line) == {"static fine", "static fine:score=margin", "static loss-gmm",
-                         "static cand:score=margin,split=pooled", "bench fine:score=margin", "bench standard",
-                         "trainer standard"}
-    assert "pure R>=.95" in line["static fine:score=margin"] and "acc " in line["bench fine:score=margin"]
+    assert set(line) == {"static fine", "static fine:score=margin", "static loss-gmm", "static small-loss",
+                         "trainer fine:score=margin", "trainer standard"}
+    assert "pure R>=.95" in line["static fine:score=margin"] and "acc " in line["trainer fine:score=margin"]
     with open(tmp_path / "detection.csv") as f:
         rows = list(csv.DictReader(f))
     static = [r for r in rows if r["phase"] == "static"]
-    assert {r["detector"] for r in static} == {"fine", "fine:score=margin", "loss-gmm",
-                                               "cand:score=margin,split=pooled"}
+    assert {r["detector"] for r in static} == {"fine", "fine:score=margin", "loss-gmm", "small-loss"}
     assert {int(r["epoch"]) for r in static} == {2, 3}  # --epochs 4: warm-up 2, a round every epoch
     for r in static:
         assert 0 <= float(r["precision"]) <= 1 and len(r["per_class_recall"].split()) == 10
-    assert float(next(r for r in rows if r["phase"] == "trainer")["final_acc"]) > 10  # above chance on 10 classes
+    # the fork starts from the standard run's epoch_001.pt and selects at epochs 2 and 3 like the static phase
+    runs = tmp_path / "trainer" / "digits_asym40_s1"
+    assert sorted(p.name for p in runs.glob("standard/**/epoch_*.pt")) == ["epoch_001.pt", "epoch_002.pt"]
+    fork_args = json.loads(next(runs.glob("fine:score=margin/**/args.json")).read_text())["args"]
+    assert fork_args["init_from"].endswith("epoch_001.pt") and fork_args["selector"] == "fine"
+    fork = [r for r in rows if r["phase"] == "trainer" and r["detector"] == "fine:score=margin"]
+    assert [int(r["epoch"]) for r in fork if r["round"]] == [2, 3]
+    assert float(next(r for r in rows if r["detector"] == "standard")["final_acc"]) > 10  # above chance on 10 classes

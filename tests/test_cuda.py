@@ -118,7 +118,7 @@ def _nccl_worker(_: int, port: int) -> None:
         feats, labels = feats.to(cuda), labels.to(cuda)
         logits = torch.randn(3000, 6, generator=torch.Generator().manual_seed(6)).to(cuda)
         positions = torch.arange(3000, device=cuda)
-        for config in (SelectorConfig(), SelectorConfig(kind="loss-gmm")):
+        for config in (SelectorConfig(), SelectorConfig("loss-gmm")):
             grouped = select_samples(config, feats, logits, labels, 6, positions=positions, num_samples=3000)
             losses = nn.functional.cross_entropy(logits, labels, reduction="none")
             reference = fine_select(feats, labels, 6) if config.kind == "fine" else loss_gmm_select(losses)
@@ -253,8 +253,9 @@ def test_tensor_loader_batches_on_cuda_equal_the_cpu_ones():
 
 # --- selection on the device -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("config", [SelectorConfig(kind="small-loss", keep_ratio=0.6), SelectorConfig(kind="loss-gmm"),
-                                    SelectorConfig(fit="kmeans", vector="mean")])
+@pytest.mark.parametrize("config", [SelectorConfig("small-loss", {"forget_rate": 0.4}),
+                                    SelectorConfig("loss-gmm"),
+                                    SelectorConfig("fine", {"fit": "kmeans", "vector": "mean"})])
 def test_selectors_on_cuda_match_cpu(config):
     feats, labels, _ = synthetic_features(4000, 32, 8, 0.4, spread=1.0, seed=7)
     logits = torch.randn(4000, 8, generator=torch.Generator().manual_seed(8)) + 2 * nn.functional.one_hot(labels, 8)

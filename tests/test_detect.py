@@ -51,7 +51,7 @@ def test_detect_ranks_the_mislabelled_samples_first_and_suggests_their_true_labe
     rows = issues(out)
     assert [int(r["index"]) for r in sorted(rows, key=lambda r: r["index"])] == list(range(400))
     # ranked by clean probability, then by score
-    keys = [(r["clean_prob"], r["fine_score"]) for r in rows]
+    keys = [(r["clean_prob"], r["score"]) for r in rows]
     assert keys == sorted(keys)
     flagged = np.array([int(r["index"]) for r in rows if r["flagged"]])
     selected = np.setdiff1d(np.arange(400), flagged)
@@ -69,7 +69,7 @@ def test_detect_ranks_the_mislabelled_samples_first_and_suggests_their_true_labe
     assert written["detection"]["recall"] == pytest.approx(recall)
     assert written["detection"]["auroc"] > 0.95 and written["true_noise_rate"] == pytest.approx(0.2)
     assert written["options"] == {"fit": "gmm", "p_threshold": 0.5, "score": "lda", "vector": "eigen",
-                                  "gmm_max_iter": 100}
+                                  "gmm_max_iter": 100, "lda_refine": 1, "lda_decision": "sign"}
     assert "precision" in capsys.readouterr().out
 
 

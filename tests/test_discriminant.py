@@ -1,10 +1,10 @@
-"""FINE's discriminant margin (score="lda", fine.discriminant) against numpy / scikit-learn references."""
+"""FINE's discriminant margin (score="lda", fine.selection.discriminant) against numpy / scikit-learn references."""
 import numpy as np
 import pytest
 import torch
 from sklearn.covariance import ledoit_wolf_shrinkage
 
-from fine.discriminant import discriminant_statistics, discriminant_scores
+from fine.selection.discriminant import discriminant_statistics, discriminant_scores
 from fine.selection import alignment_scores, fine_select
 
 
@@ -76,8 +76,13 @@ def test_lda_through_the_trainers_selector_with_a_reference_mask():
     from fine.selection import SelectorConfig, select_samples
     feats, labels = _data(4)
     ref = torch.tensor(np.arange(len(labels)) % 2 == 0)
-    sel = select_samples(SelectorConfig(score="lda"), torch.tensor(feats, dtype=torch.float32), None,
+    sel = select_samples(SelectorConfig("fine", {"score": "lda"}), torch.tensor(feats, dtype=torch.float32), None,
                          torch.tensor(labels), 4, ref_mask=ref)
     assert sel.clean_mask.shape == (len(labels),) and sel.clean_mask.float().mean() > 0.5
     with pytest.raises(ValueError, match="bmm"):
-        SelectorConfig(score="lda", fit="bmm")
+        SelectorConfig("fine", {"score": "lda", "fit": "bmm"})
+    with pytest.raises(ValueError, match="lda_decision"):
+        SelectorConfig("fine", {"score": "lda", "lda_decision": "vote"})
+    mixture = select_samples(SelectorConfig("fine", {"score": "lda", "lda_decision": "mixture", "lda_refine": 0}),
+                             torch.tensor(feats, dtype=torch.float32), None, torch.tensor(labels), 4)
+    assert mixture.clean_mask.shape == (len(labels),)

@@ -126,7 +126,7 @@ def run_checks(rank: int) -> dict:
                                                               vector="mean", fit="kmeans"))
     logits = selection_logits(feats, c)
     for kind in ("fine", "loss-gmm", "small-loss"):
-        config = SelectorConfig(kind=kind, keep_ratio=0.6)
+        config = SelectorConfig(kind, {"forget_rate": 0.4} if kind == "small-loss" else {})
         out[f"select_{kind}"] = selection_dict(select_samples(config, feats[local], logits[local], labels[local], c,
                                                               positions=local, num_samples=n))
     # Shards that overlap, and NaN features on one rank only: every rank raises instead of hanging.
@@ -356,7 +356,7 @@ def test_two_ranks_select_what_one_process_selects(ranks, kind) -> None:
     """The trainers' one selector call gives every rank the plain run's selection (FINE up to the eigen-solver)."""
     n, d, c, noise, spread, seed = FINE_DATA
     feats, labels, _ = synthetic(n, d, c, noise, spread, seed)
-    config = SelectorConfig(kind=kind, keep_ratio=0.6)
+    config = SelectorConfig(kind, {"forget_rate": 0.4} if kind == "small-loss" else {})
     plain = select_samples(config, feats, selection_logits(feats, c), labels, c)
     assert 0 < int(plain.clean_mask.sum()) < n
     for r in ranks:

@@ -347,3 +347,25 @@ def test_small_loss_selector_with_auto_keeps_fines_fraction(tmp_path):
                   "--warmup", "1", "--every", "1", "--epochs", "2")
     row = rows(summary)[1]
     assert 0 < row["select/selected"] < 1437  # each class keeps the fraction FINE finds clean in the same features
+
+
+def test_a_run_started_from_a_warm_up_checkpoint_equals_the_straight_run(tmp_path):
+    """--init_from: FINE forked from a standard run's epoch_001.pt (kept by --save_epochs) trains as FINE with a
+    two-epoch warm-up does from scratch: same rows from epoch 2 on, same final weights."""
+    common = ("--epochs", "4", "--seed", "3")
+    warm = run(tmp_path / "warm", *common, "--method", "standard", "--save_epochs", "1")
+    checkpoint = Path(warm["run_dir"]) / "epoch_001.pt"
+    assert sorted(p.name for p in Path(warm["run_dir"]).glob("epoch_*.pt")) == ["epoch_001.pt"]
+    fork = run(tmp_path / "fork", *common, "--method", "fine", "--selector", "loss-gmm", "--warmup", "2",
+               "--every", "1", "--init_from", str(checkpoint))
+    straight = run(tmp_path / "straight", *common, "--method", "fine", "--selector", "loss-gmm", "--warmup", "2",
+                   "--every", "1")
+    assert [r["epoch"] for r in rows(fork)] == [2, 3]
+    assert rows(fork) == rows(straight)[2:]
+    weights = [torch.load(Path(s["run_dir"]) / "last.pt", weights_only=False)["models"][0] for s in (fork, straight)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    with pytest.raises(UserError, match="--init_from .* was trained with other flags \\(--lr 0.05 there, 0.1 here"):
+        run(tmp_path / "bad", *common, "--method", "fine", "--warmup", "2", "--lr", "0.1", "--init_from",
+            str(checkpoint))
+    with pytest.raises(UserError, match="holds 1 network\\(s\\) but this method trains 2"):
+        run(tmp_path / "bad", *common, "--method", "f-coteaching", "--warmup", "2", "--init_from", str(checkpoint))

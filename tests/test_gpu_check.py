@@ -9,10 +9,12 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import gpu_report
-from tests.fixtures import write_fashion_mnist
+from data_loader.fashion_mnist import load_fashion_mnist
+from tests.fixtures import fashion_arrays, write_fashion_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = {"env", "tests", "run-standard", "run-fine", "run-f-coteaching", "run-coteaching", "run-coteaching-plus",
@@ -67,6 +69,27 @@ def test_bad_usage_and_a_full_check_without_a_gpu_stop_at_once(tmp_path):
     assert check("--steps").returncode == 2
     proc = check(str(tmp_path / "out"))
     assert proc.returncode == 2 and "--smoke" in proc.stderr
+
+
+def test_missing_fashion_mnist_is_said_once_before_any_step(tmp_path):
+    out = tmp_path / "out"
+    proc = check("--smoke", "--steps", "env,trainers", "--fashion-mnist", str(tmp_path / "absent"), str(out))
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "--fashion-mnist DIR" in lines[0] and str(tmp_path / "absent") in lines[0]
+    assert not (out / "steps.tsv").exists()  # no step ran
+
+
+def test_smoke_check_cuts_its_data_to_its_own_size(tmp_path):
+    data = write_fashion_mnist(tmp_path / "fashion", n_train=400, n_test=120, seed=0)
+    subprocess.run([sys.executable, "-m", "bench.fashion_subset", str(data), "--out", str(tmp_path / "small"),
+                    "--train", "200", "--test", "50"], check=True, cwd=ROOT, capture_output=True)
+    small = load_fashion_mnist(tmp_path / "small")
+    full = fashion_arrays(n_train=400, n_test=120, seed=0)
+    assert np.bincount(small.train_labels).tolist() == [20] * 10 and np.bincount(small.test_labels).tolist() == [5] * 10
+    keep = np.sort(np.concatenate([np.flatnonzero(full.train_labels == k)[:20] for k in range(10)]))
+    assert np.array_equal(small.train_images[:, 0], full.train_images[keep])
+    assert np.array_equal(small.train_labels, full.train_labels[keep])
 
 
 def write_check(out: Path, rows: list[tuple], *, epoch: float = 1.5, ratio: float = 0.05, skipped: int = 0) -> None:

@@ -1,10 +1,10 @@
-"""SimiFeat k-NN detector (fine.knn) against scikit-learn's neighbours and on data with a known answer."""
+"""SimiFeat k-NN detector (fine.selection.knn) against scikit-learn's neighbours and on data with a known answer."""
 import numpy as np
 import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from fine.knn import knn_neighbours, knn_select, neighbour_votes
+from fine.selection.knn import knn_neighbours, knn_select, neighbour_votes
 
 
 def _clusters(n_per: int = 60, num_classes: int = 3, flips: int = 5, seed: int = 0):
@@ -59,3 +59,29 @@ def test_rejects_bad_options():
         knn_select(feats, noisy, 3, decision="x")
     with pytest.raises(ValueError, match="k must"):
         knn_select(feats, noisy, 3, k=len(noisy))
+
+
+def test_knn_is_a_registered_selector_of_engine_detect(tmp_path):
+    from engine import detect
+    from fine.selection import REGISTRY
+    from tests.test_detect import synthetic
+    assert REGISTRY["knn"].label == "SimiFeat k-NN" and REGISTRY["knn"].needs == ("features",)
+    p = synthetic(tmp_path)["paths"]
+    summary = detect.main(["--features", str(p["features"]), "--labels", str(p["labels"]), "--out",
+                           str(tmp_path / "out"), "--clean_labels", str(p["clean"]), "--selector", "knn",
+                           "--knn_k", "5", "--knn_rounds", "3"])
+    assert summary["selector"] == "knn"
+    assert summary["options"] == {"knn_k": 5, "knn_rounds": 3, "knn_keep": 0.8, "knn_decision": "vote"}
+    assert summary["detection"]["precision"] > 0.9 and summary["detection"]["auroc"] > 0.9
+    with pytest.raises(detect.UserError, match="--knn_keep"):
+        detect.main(["--features", str(p["features"]), "--labels", str(p["labels"]), "--out", str(tmp_path / "o2"),
+                     "--selector", "knn", "--knn_keep", "0"])
+
+
+def test_knn_selects_in_the_trainer(tmp_path):
+    from dynamic_selection import train as ds
+    summary = ds.main(ds.get_args_parser().parse_args([
+        "--dataset", "digits", "--data_path", str(tmp_path / "data"), "--output", str(tmp_path / "runs"),
+        "--device", "cpu", "--epochs", "3", "--batch_size", "128", "--method", "fine", "--selector", "knn",
+        "--knn_k", "5", "--warmup", "1", "--every", "1"]))
+    assert summary["label"] == "FINE (SimiFeat k-NN selector)" and 0 < summary["selection"]["precision"] <= 1

@@ -222,7 +222,10 @@ def test_selection_rounds_by_hand(tmp_path):
     save_round(folder, "round_040", [1, 1, 1, 1, 1, 1, 1, 1, 0, 0], noisy, clean)
     save_round(folder, "round_050", [1, 1, 0, 1, 1, 0, 1, 1, 1, 1], noisy, clean)
     save_round(folder, "round_060", [1, 1, 0, 1, 1, 0, 1, 1, 1, 0], noisy, clean)
+    args = {"selector": "loss-gmm", "p_threshold": 0.6, "loss_history": 5, "fit": None}
+    (tmp_path / "run" / "args.json").write_text(json.dumps({"trainer": "dividemix", "args": args}))
     text = run_report("--selection", str(tmp_path / "run"))
+    assert "Selector: loss-gmm (`--selector loss-gmm`, --p_threshold 0.6, --loss_history 5)." in text
     rounds = tables(text)["selection: 3 round(s), 10 training samples"]
     # round 40: 8 selected, 6 clean -> precision 6/8, recall 6/7; round 50: 8 selected, 7 clean
     assert rounds["40"] == {"selected": "8", "precision": "0.750", "recall": "0.857", "F1": f"{2 * 6 / 15:.3f}",

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -428,9 +429,9 @@ def test_recipes_follow_what_the_npz_holds_without_loading_it(tmp_path, writer, 
     argv = ["--dataset", "npz", "--data_path", str(tmp_path / "data.npz"), "--noise_kind", "none", "--dry_run"]
     with contextlib.redirect_stdout(io.StringIO()):
         config = ds.main(ds.get_args_parser().parse_args(argv))
-        dividemix = dm.main(dm.get_args_parser().parse_args(argv + (["--lambda_u", "25"] if arch is None else [])))
-    if arch is None:  # images: each trainer's CIFAR-10 recipe
-        assert (config["arch"], dividemix["arch"]) == ("resnet34", "preact_resnet18")
+        dividemix = dm.main(dm.get_args_parser().parse_args(argv))
+    if arch is None:  # images: each trainer's CIFAR-10 recipe, with DivideMix's default lambda_u
+        assert (config["arch"], dividemix["arch"], dividemix["lambda_u"]) == ("resnet34", "preact_resnet18", 25.0)
     else:
         assert config["arch"] == dividemix["arch"] == arch
         # tables and signals are not augmented, so DivideMix's unlabelled loss is off by default
@@ -448,3 +449,39 @@ def test_a_table_run_saves_its_standardisation(tmp_path):
     np.testing.assert_allclose(saved["mean"], train.mean(0), rtol=1e-5)
     np.testing.assert_allclose(saved["std"], train.std(0), rtol=1e-4)
     assert "/npz-wine_clean/" in summary["run_dir"]  # runs on different files never share a directory
+
+
+@pytest.mark.parametrize("override,message", [
+    (dict(y_train=np.full(140, 2), y_train_clean=None), "every training label is class 2"),
+    (dict(y_test=np.where(np.arange(38) == 0, 5, WINE["y_test"])), "test labels hold class(es) 5 that no training"),
+])
+def test_degenerate_labels_are_refused_in_one_line(tmp_path, override, message):
+    write_table(tmp_path / "wine.npz", **override)
+    with pytest.raises(UserError, match=re.escape(message)) as err:
+        build_datasets("npz", tmp_path / "wine.npz", noise_kind="none", noise_rate=None, seed=0)
+    assert "\n" not in str(err.value)
+
+
+def test_a_class_too_small_for_a_mixture_warns_and_the_run_finishes(tmp_path):
+    labels = np.where(np.arange(140) == 7, 3, WINE["y_train"])  # class 3: one sample
+    write_table(tmp_path / "wine.npz", y_train=labels, y_train_clean=None)
+    with pytest.warns(UserWarning, match=r"class\(es\) 3 have fewer than 2 training samples"):
+        with contextlib.redirect_stdout(io.StringIO()):
+            summary = ds.main(ds.get_args_parser().parse_args([
+                "--dataset", "npz", "--data_path", str(tmp_path / "wine.npz"), "--noise_kind", "none",
+                "--output", str(tmp_path / "runs"), "--device", "cpu", "--epochs", "2", "--warmup", "1",
+                "--every", "1", "--batch_size", "32"]))
+    assert summary["finished"]
+
+
+@pytest.mark.parametrize("writer", [write_table, write_signals])
+@pytest.mark.parametrize("selector", ["loss-gmm", "fine"])
+def test_dividemix_runs_on_tables_and_signals(tmp_path, writer, selector):
+    """Their two views are the same standardised sample (no augmentation); the recipe picks mlp or cnn1d."""
+    writer(tmp_path / "data.npz")
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = dm.main(dm.get_args_parser().parse_args([
+            "--dataset", "npz", "--data_path", str(tmp_path / "data.npz"), "--noise_kind", "none", "--selector",
+            selector, "--output", str(tmp_path / "runs"), "--device", "cpu", "--epochs", "2", "--warmup", "1",
+            "--batch_size", "32"]))
+    assert summary["finished"] and summary["arch"] == ("mlp" if writer is write_table else "cnn1d")

@@ -24,7 +24,7 @@ VAL_SIZE=0             # noisy validation split; the best epoch is chosen on it 
 WARMUP=50              # epochs on all data before the first selection round [FO dividemix/Train_cifar.py:425]
 P_THRESHOLD=0.5        # zeta: clean when the clean component's posterior exceeds it [FO dividemix/Train_cifar.py:28 default 0.5]
 GMM_MAX_ITER=10        # EM iterations of FINE's per-class mixtures [FO dividemix/Train_cifar.py:320]
-LAMBDA_U=25.0          # weight of the unlabelled loss, ramped up over 16 epochs after warm-up [DivideMix paper]
+LAMBDA_U=0.0         # weight of the unlabelled loss, ramped up over 16 epochs after warm-up. PUBLISHED: FINE's code runs CIFAR-10's lambda_u here (FO dividemix/scripts/baseline_c100.sh, which FO dividemix/README.md says F-DivideMix shares: "the same with baselines"); the DivideMix paper's CIFAR-100 value is one flag away: LAMBDA_U=25
 TEMPERATURE=0.5        # sharpening temperature of refined and guessed labels [DM Train_cifar.py:23]
 ALPHA=4.0              # mixup Beta(ALPHA, ALPHA) [DM Train_cifar.py:20]
 UNLABELLED=mix         # mix: MixMatch uses the unlabelled samples too; ignore: labelled ones only

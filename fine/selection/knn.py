@@ -14,12 +14,17 @@ rounds' decisions are combined by majority, and the score is the mean agreement 
 
 Neighbours are found blockwise (``_BLOCK`` rows against all N at a time, then ``topk``): memory ``_BLOCK x N``, never
 an N x N matrix.
+
+Registered as the selector ``knn`` (``--selector knn`` of both trainers and ``engine.detect``, options ``--knn_k``,
+``--knn_rounds``, ``--knn_keep``, ``--knn_decision``); it keeps no state between rounds.
 """
 from __future__ import annotations
 
 import torch
 
-from fine.selection import Selection, _check_inputs
+from fine.selection.checks import check_inputs
+from fine.selection.registry import Inputs, Option, SelectorSpec, register
+from fine.selection.result import Selection
 
 DECISIONS = ("vote", "rank")
 _BLOCK = 2048  # query rows per similarity block
@@ -98,7 +103,7 @@ def knn_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"keep must lie in (0, 1], got {keep}")
-    features, labels = _check_inputs(features, labels, num_classes)
+    features, labels = check_inputs(features, labels, num_classes)
     if not bool(torch.isfinite(features).all()):
         raise ValueError("features contain NaN or Inf; check the model's outputs before selecting")
     gen = torch.Generator().manual_seed(seed)
@@ -115,3 +120,26 @@ def knn_select(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *
         score += agree
     prob = clean_votes / rounds
     return Selection(clean_mask=prob >= 0.5, clean_prob=prob, scores=score / rounds)
+
+
+def _select(inputs: Inputs, options: dict, state: dict) -> Selection:
+    return knn_select(inputs.features, inputs.labels, inputs.num_classes, k=options["knn_k"],
+                      rounds=options["knn_rounds"], keep=options["knn_keep"], decision=options["knn_decision"])
+
+
+register(SelectorSpec(
+    name="knn", label="SimiFeat k-NN", needs=("features",), select=_select,
+    help="knn (SimiFeat, Zhu et al. 2022: label agreement of each sample's k nearest neighbours by cosine)",
+    options=(
+        Option("knn_k", int, 10, valid=lambda v: v >= 1, requirement="must be at least 1",
+               help="knn: neighbours per sample (the paper's 10; fewer than the samples of a round)"),
+        Option("knn_rounds", int, 5, valid=lambda v: v >= 1, requirement="must be at least 1",
+               help="knn: rounds whose decisions are combined by majority; round 0 on the raw features, the others "
+                    "on a random subset of coordinates"),
+        Option("knn_keep", float, 0.8, valid=lambda v: 0.0 < v <= 1.0, requirement="is outside (0, 1]",
+               help="knn: probability that a coordinate is kept in an augmented round"),
+        Option("knn_decision", str, "vote", choices=DECISIONS,
+               help="knn: vote = clean when the label is the neighbours' majority (SimiFeat-V), rank = per class "
+                    "keep the samples with most agreeing neighbours, as many as the majority votes call clean "
+                    "(SimiFeat-R)"),
+    )))

@@ -1,4 +1,5 @@
-"""FINE's margin in the whitened feature space: ``score="lda"`` of :func:`fine.selection.fine_select`.
+"""FINE's margin in the whitened feature space: ``score="lda"`` of :func:`fine.selection.fine_select` (FINE's
+registered selector, ``--score lda``).
 
 FINE's margin compares a sample's alignment with its own class's direction to its best alignment with another
 class's. On features whose classes overlap (human label noise, where a wrongly labelled image tends to look like the
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import torch
 
-from fine.selection import Selection, _split_scores, class_top_eigenvectors
+from fine.selection.linalg import class_top_eigenvectors
+from fine.selection.result import Selection
+from fine.selection.split import split_validated
 
 _BLOCK = 16384  # rows per block
 DECISIONS = ("sign", "mixture")
@@ -135,7 +138,7 @@ def discriminant_select(features: torch.Tensor, labels: torch.Tensor, num_classe
             sel = Selection(clean_mask=scores >= 0, clean_prob=torch.sigmoid(scores), scores=scores)
         else:
             ref_counts = None if mask is None else torch.bincount(labels[mask], minlength=num_classes)
-            sel = _split_scores(scores, labels, num_classes, ref_counts, fit, threshold, options, True)
+            sel = split_validated(scores, labels, num_classes, ref_counts, fit, threshold, options, True)
         previous, mask = mask, sel.clean_mask
     # the classes' FINE directions of the last reference set, for suggested labels (fine.label_issues)
     sel.eigvecs = class_top_eigenvectors(features, labels, num_classes, previous).float()
