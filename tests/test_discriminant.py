@@ -86,3 +86,15 @@ def test_lda_through_the_trainers_selector_with_a_reference_mask():
     mixture = select_samples(SelectorConfig("fine", {"score": "lda", "lda_decision": "mixture", "lda_refine": 0}),
                              torch.tensor(feats, dtype=torch.float32), None, torch.tensor(labels), 4)
     assert mixture.clean_mask.shape == (len(labels),)
+
+
+def test_a_singular_covariance_falls_back_to_the_pseudo_inverse():
+    """The combination test's report: ReLU features with coordinates zero in every sample and no shrinkage made
+    torch.linalg.solve fail."""
+    from fine.selection.discriminant import discriminant_select
+    feats, labels = _data(4)
+    feats = np.concatenate([feats, np.zeros((len(labels), 3))], 1)
+    for shrinkage in (0.0, "auto"):
+        sel = discriminant_select(torch.tensor(feats, dtype=torch.float32), torch.tensor(labels), 4,
+                                  shrinkage=shrinkage)
+        assert bool(torch.isfinite(sel.scores).all()) and sel.clean_mask.float().mean() > 0.5

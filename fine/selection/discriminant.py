@@ -80,7 +80,10 @@ def discriminant_statistics(features: torch.Tensor, labels: torch.Tensor, num_cl
     shrunk = (1 - alpha) * cov + alpha * target * torch.eye(d, dtype=torch.float64, device=x.device)
     if not bool(target > 0):  # all masked features equal within their classes: Euclidean distances
         shrunk = torch.eye(d, dtype=torch.float64, device=x.device)
-    weights = torch.linalg.solve(shrunk, means.T).T  # (C, D)
+    weights, info = torch.linalg.solve_ex(shrunk, means.T)
+    if int(info):  # singular (e.g. a coordinate zero in every sample, and no shrinkage): the pseudo-inverse
+        weights = torch.linalg.pinv(shrunk, hermitian=True) @ means.T
+    weights = weights.T  # (C, D)
     offsets = -0.5 * (weights * means).sum(1)
     present = counts > 0
     weights = torch.where(present.unsqueeze(1), weights, 0.0)
