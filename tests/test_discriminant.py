@@ -98,3 +98,11 @@ def test_a_singular_covariance_falls_back_to_the_pseudo_inverse():
         sel = discriminant_select(torch.tensor(feats, dtype=torch.float32), torch.tensor(labels), 4,
                                   shrinkage=shrinkage)
         assert bool(torch.isfinite(sel.scores).all()) and sel.clean_mask.float().mean() > 0.5
+
+
+def test_lda_is_refused_across_processes_by_the_sharded_function():
+    from fine.selection import fine_select_distributed
+    feats, labels = _data(4)
+    with pytest.raises(ValueError, match="lda.*one process"):
+        fine_select_distributed(torch.tensor(feats), torch.tensor(labels), torch.arange(len(labels)), len(labels), 4,
+                                score="lda")
