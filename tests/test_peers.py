@@ -46,3 +46,18 @@ def test_peers_cleanlab_and_end_to_end(tmp_path):
                       "--test_size", "100", "--detectors", "cleanlab", "fine:score=lda", "--e2e", "fine:score=lda"])
     names = {r["detector"] for r in out}
     assert {"cleanlab", "logreg", "CleanLearning", "logreg on fine:score=lda"} <= names
+
+
+def test_peer_detectors_are_the_registry_selectors_with_their_options(tmp_path):
+    emb = dict(np.load(_embeddings(tmp_path) / "cifar10.npz"))
+    cell = make_cell(emb, "cifar10", "sym:0.5", 1, size=200, test_size=100)
+    knn = peers.run_detector("knn:knn_k=5,knn_rounds=2", cell)
+    lda = peers.run_detector("fine:score=lda,lda_refine=0,lda_decision=mixture", cell)
+    loss = peers.run_detector("small-loss", cell)
+    assert knn["trainings"] == 0 and lda["trainings"] == 0 and loss["trainings"] == 1
+    assert knn["clean"].shape == lda["clean"].shape == (200,)
+    assert abs(int(loss["clean"].sum()) - 200 * cell.is_clean.mean()) <= 10  # the oracle rate, rounded per class
+    with pytest.raises(peers.UserError, match="knn takes no option score"):
+        peers.run_detector("knn:score=lda", cell)
+    with pytest.raises(peers.UserError, match="unknown detector"):
+        peers.run_detector("lda:refine=0", cell)
