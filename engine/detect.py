@@ -78,8 +78,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="with --features: .npy file of (N, K) network outputs, for selectors that need them")
     chosen = parser.add_argument_group("the selector and its options (default: the run's, else the selector's; "
                                        "FINE's score: lda)")
-    chosen.add_argument("--selector", type=str, default="fine", choices=tuple(REGISTRY),
-                        help="; ".join(spec.help for spec in REGISTRY.values()))
+    chosen.add_argument("--selector", type=str, default=None, choices=tuple(REGISTRY),
+                        help="; ".join(spec.help for spec in REGISTRY.values()) +
+                             " (default: the run's selector, else fine)")
     for option in all_options().values():
         add_option_flag(chosen, option)
     return parser
@@ -256,6 +257,10 @@ def _detection(sel: Selection, labels: torch.Tensor, clean: np.ndarray) -> dict:
 def detect(args: argparse.Namespace) -> dict:
     """Run ``--selector`` on what ``args`` names and write ``label_issues.csv`` and ``summary.json``; returns the
     summary."""
+    if args.selector is None:  # a run's own selector (a run without selection rounds has none), else FINE
+        run_args = Path(args.run or "") / "args.json"
+        args.selector = (json.loads(run_args.read_text())["args"].get("selector") if args.run and run_args.is_file()
+                         else None) or "fine"
     check_selector_flags(args)
     data = (_from_run if args.run is not None else _from_files)(args)
     if args.out is None:

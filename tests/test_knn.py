@@ -85,3 +85,6 @@ def test_knn_selects_in_the_trainer(tmp_path):
         "--device", "cpu", "--epochs", "3", "--batch_size", "128", "--method", "fine", "--selector", "knn",
         "--knn_k", "5", "--warmup", "1", "--every", "1"]))
     assert summary["label"] == "FINE (SimiFeat k-NN selector)" and 0 < summary["selection"]["precision"] <= 1
+    from engine import detect  # a run's own selector and options, without flags
+    found = detect.main(["--run", summary["run_dir"], "--out", str(tmp_path / "detect")])
+    assert found["selector"] == "knn" and found["options"]["knn_k"] == 5
