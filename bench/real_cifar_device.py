@@ -195,8 +195,8 @@ def run(args: argparse.Namespace) -> int:
         ok &= status == 0 and result["finished"] and (method != "fine" or result["rounds"] >= 2)
         print(f"{method}: status {status}, {result['epochs_done']}/{args.epochs} epochs, {result['rounds']} rounds, "
               f"test acc {result['test_acc']}, {result['mean_epoch_s']} s/epoch", flush=True)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1))  # after each run: a step stopped later keeps it
     return 0 if ok else 1
 
 
