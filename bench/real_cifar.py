@@ -356,8 +356,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", type=str, nargs="+", default=None, choices=tuple(METHODS),
                         help="run only these methods of the grid")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="run only these seeds of the grid")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="OMP_NUM_THREADS of each trainer process (the cells run one after another)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="OMP_NUM_THREADS of each trainer process (the cells run one after another): 1 on a CPU "
+                             "shared with other jobs, where more threads only add contention; 2 on two free cores")
     parser.add_argument("--dry_run", action="store_true", help="print the cells' commands and exit")
     return parser
 

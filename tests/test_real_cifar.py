@@ -180,10 +180,10 @@ def test_gpu_check_real_cifar_step_at_toy_size(tmp_path):
     export, human = write_export(tmp_path, {"train": 20, "test": 5})
     rcd.pack(export, human, tmp_path / "cifar10.npz", per_class={"train": 20, "test": 5})
     out = tmp_path / "check"
-    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--smoke", "--cifar10", str(tmp_path / "cifar10.npz"),
-                           str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHON=sys.executable, OMP_NUM_THREADS="1",
-                                   CUDA_VISIBLE_DEVICES=""))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHON=sys.executable, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--smoke", "--steps", "real-cifar", "--cifar10",
+                           str(tmp_path / "cifar10.npz"), str(out)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, env=env)
     report = (out / "gpu_check.md").read_text()
     assert proc.returncode == 0, report + proc.stderr[-2000:]
     figures = json.loads((out / "json" / "real-cifar.json").read_text())
