@@ -18,9 +18,9 @@
 #   selector    bench.selector: fine_select seconds per round on the GPU beside the CPU (N 50k D 512 C 10 and C 100,
 #               N 1M D 2048 C 14)
 #   real-cifar  (only with --cifar10) bench.real_cifar_device: real CIFAR-10 unpacked from the carried pack, the paper's
-#               sym 50 recipe (ResNet-34, all 50,000 images, 45k/5k split) for standard training then FINE, 20 epochs
-#               each instead of 120 (warm-up 7, a round every 4, lr milestones at 1/3 and 2/3), each capped at 2
-#               minutes; accuracy and seconds per epoch beside the published recipe. Alone it takes about 5 minutes:
+#               sym 50 recipe (ResNet-34, all 50,000 images, 45k/5k split) for standard training then FINE, 18 epochs
+#               each instead of 120 (warm-up 6, a round every 4, lr milestones at 1/3 and 2/3), each capped at 130
+#               s; accuracy and seconds per epoch beside the published recipe. Alone it takes under 5 minutes:
 #               bash bench/gpu_check.sh --cifar10 data/cifar10.npz OUT_DIR   (steps env,real-cifar)
 # then OUT_DIR/gpu_check.md: every step's verdict and every figure beside its target (bench/gpu_report.py).
 #
@@ -209,7 +209,7 @@ throughput() {  # throughput NAME LIMIT DESCRIPTION FLAGS...
     --json "$OUT/json/throughput-$1.json"
 }
 if [ "$MODE" = full ]; then
-  RC=(--epochs 20 --warmup 7 --every 4 --run_limit 120) RC_LIMIT=290
+  RC=(--epochs 18 --warmup 6 --every 4 --run_limit 130) RC_LIMIT=290
 else
   RC=(--smoke --epochs 3 --warmup 1 --every 1 --run_limit 100) RC_LIMIT=200
 fi

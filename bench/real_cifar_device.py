@@ -212,10 +212,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     r.add_argument("--pack", type=str, required=True, help="the .npz written by pack")
     r.add_argument("--out", type=str, required=True, help="folder for the data, the runs and the logs")
     r.add_argument("--json", type=str, required=True, help="where to write the figures")
-    r.add_argument("--epochs", type=int, default=20, help="epochs of each run (published: 120)")
-    r.add_argument("--warmup", type=int, default=7, help="FINE's epochs before the first round (published: 40)")
+    r.add_argument("--epochs", type=int, default=18, help="epochs of each run (published: 120)")
+    r.add_argument("--warmup", type=int, default=6, help="FINE's epochs before the first round (published: 40)")
     r.add_argument("--every", type=int, default=4, help="epochs between FINE's rounds (published: 10)")
-    r.add_argument("--run_limit", type=float, default=120.0, help="seconds after which a run is stopped")
+    r.add_argument("--run_limit", type=float, default=130.0, help="seconds after which a run is stopped")
     r.add_argument("--smoke", action="store_true", help="20 + 5 images per class, the small CNN, on the CPU")
     return parser
 
