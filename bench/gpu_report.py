@@ -266,7 +266,7 @@ def real_cifar_lines(path: Path) -> list[str]:
     runs = {r["method"]: r for r in fig["runs"]}
     lines = ["", "## Real CIFAR-10, sym 50%: the paper's recipe, shortened", "",
              f"Data unpacked in {fig['unpack']['seconds']} s ({fig['unpack']['train']:,} training images, "
-             f"{pub['val_size']:,} of them the noisy validation split, {fig['unpack']['test']:,} test).", "",
+             f"{short['val_size']:,} of them the noisy validation split, {fig['unpack']['test']:,} test).", "",
              "| | arch | epochs | warm-up | every | lr milestones (x0.01) | s / epoch standard | s / epoch FINE |",
              "|---|---|---|---|---|---|---|---|",
              f"| published recipe | {pub['arch']} | {pub['epochs']} | {pub['warmup']} | {pub['every']} | "

@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
           flush=True)
     report = {"published": PUBLISHED, "smoke": args.smoke, "unpack": unpacked,
               "shortened": {"epochs": args.epochs, "warmup": args.warmup, "every": args.every,
+                            "val_size": 20 if args.smoke else PUBLISHED["val_size"],
                             "milestones": [round(m * args.epochs / PUBLISHED["epochs"])
                                            for m in PUBLISHED["milestones"]]},
               "runs": []}
