@@ -275,6 +275,10 @@ def real_cifar_lines(path: Path) -> list[str]:
     lines.append(f"| this run | {pub['arch'] if not fig['smoke'] else 'small_cnn (smoke)'} | {short['epochs']} | "
                  f"{short['warmup']} | {short['every']} | {' '.join(map(str, short['milestones']))} | {speed[0]} | "
                  f"{speed[1]} |")
+    projected = [f"{m} {r['mean_epoch_s'] * pub['epochs'] / 60:.1f} min" for m, r in runs.items()
+                 if r.get("mean_epoch_s")]
+    lines += ["", "Seconds per epoch: the mean from the second epoch on (the first includes the process's set-up). "
+              f"At these speeds the published {pub['epochs']} epochs take: {', '.join(projected) or '-'}."]
     lines += ["", "| run | status | epochs done | rounds | last test % | best test % (val) | last selection P / R |",
               "|---|---|---|---|---|---|---|"]
     for r in fig["runs"]:
