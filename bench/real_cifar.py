@@ -341,6 +341,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def report(csv_path: Path, scale: Scale, cells: list[Cell]) -> list[dict]:
+    """Print the table and the target lines of the ``cells`` already in the CSV (at ``scale``); their rows."""
+    wanted = {(c.noise, c.method, c.seed) for c in cells}
+    rows = [r for r in read_rows(csv_path) if r["scale"] == scale.tag() and (r["noise"], r["method"], r["seed"])
+            in wanted]
+    print(f"\nreduced-scale real CIFAR-10 on JPEG-derived images, last-epoch test accuracy (%), mean ± sd over seeds; "
+          f"{len(rows)} of {len(cells)} cells ({csv_path}):\n{table(rows) if rows else '(none yet)'}\n")
+    for line in target_lines(rows):
+        print(line)
+    return rows
+
+
 # --- the command ------------------------------------------------------------------------------------------------------
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.real_cifar", description=__doc__,
@@ -360,6 +372,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="OMP_NUM_THREADS of each trainer process (the cells run one after another): 1 on a CPU "
                              "shared with other jobs, where more threads only add contention; 2 on two free cores")
     parser.add_argument("--dry_run", action="store_true", help="print the cells' commands and exit")
+    parser.add_argument("--report", action="store_true",
+                        help="print the table and the targets of the cells already in the CSV and exit (e.g. while a "
+                             "run goes on in the background)")
     return parser
 
 
@@ -384,6 +399,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for cell in cells:
             print(" ".join(cell_command(cell, scale, data, out / "runs")))
         return []
+    if args.report:
+        return report(csv_path, scale, cells)
     record = write_reduced(args.data_path, data, train_per_class=scale.train_per_class,
                            test_per_class=scale.test_per_class)
     print(f"reduced data: {data} ({scale.train_per_class} training and {scale.test_per_class} test images per class, "
@@ -403,13 +420,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"[{i}/{len(todo)}] {NOISES[cell.noise].label} {LABELS[cell.method]} seed {cell.seed}: last "
               f"{row['last_acc']:.1f}, peak {row['peak_acc']:.1f} at epoch {row['peak_epoch']} (drop "
               f"{row['drop']:.1f}), {row['wall_s']:.0f} s", flush=True)
-    wanted = {(c.noise, c.method, c.seed) for c in cells}
-    rows = [r for r in read_rows(csv_path) if r["scale"] == scale.tag() and (r["noise"], r["method"], r["seed"])
-            in wanted]
-    print(f"\nreduced-scale real CIFAR-10 on JPEG-derived images, last-epoch test accuracy (%), mean ± sd over seeds "
-          f"({csv_path}):\n{table(rows)}\n")
-    for line in target_lines(rows):
-        print(line)
+    rows = report(csv_path, scale, cells)
     if failed:
         raise UserError(f"{len(failed)} cell(s) failed (their logs are under {out / 'runs'}); rerun to retry them")
     return rows

@@ -141,6 +141,8 @@ def test_cells_already_in_the_csv_are_not_run_again(tmp_path, monkeypatch):
     rc.main(argv[:-1] + ["--noises", "sym50", "--methods", "standard", "--seeds", "1", "2"])
     assert ran == [rc.Cell("sym50", "standard", 2)]
     assert len(rc.read_rows(tmp_path / "out" / "cells.csv")) == 4
+    ran.clear()
+    assert len(rc.main(argv[:-1] + ["--report"])) == 4 and not ran  # the full grid's cells done so far, none run
 
 
 def write_export(root: Path, per_class: dict[str, int]) -> tuple[Path, Path]:
