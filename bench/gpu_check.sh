@@ -17,6 +17,11 @@
 #               DivideMix epoch
 #   selector    bench.selector: fine_select seconds per round on the GPU beside the CPU (N 50k D 512 C 10 and C 100,
 #               N 1M D 2048 C 14)
+#   real-cifar  (only with --cifar10) bench.real_cifar_device: real CIFAR-10 unpacked from the carried pack, the paper's
+#               sym 50 recipe (ResNet-34, all 50,000 images, 45k/5k split) for standard training then FINE, 18 epochs
+#               each instead of 120 (warm-up 6, a round every 4, lr milestones at 1/3 and 2/3), each capped at 130
+#               s; accuracy and seconds per epoch beside the published recipe. Alone it takes under 5 minutes:
+#               bash bench/gpu_check.sh --cifar10 data/cifar10.npz OUT_DIR   (steps env,real-cifar)
 # then OUT_DIR/gpu_check.md: every step's verdict and every figure beside its target (bench/gpu_report.py).
 #
 # Options and environment:
@@ -26,7 +31,10 @@
 #   --fashion-mnist DIR   the four Fashion-MNIST idx files (default $FASHION_MNIST, else data/fashion-mnist under the
 #                         repository root; stage them with
 #                         mkdir -p data/fashion-mnist && cp /usr/share/datasets/fashion-mnist/* data/fashion-mnist/)
-#   --steps LIST          comma-separated among env, tests, trainers, throughput, selector (default all)
+#   --steps LIST          comma-separated among env, tests, trainers, throughput, selector, real-cifar (default all
+#                         but real-cifar; with --cifar10 alone: env,real-cifar)
+#   --cifar10 FILE        the pack of real CIFAR-10 and CIFAR-10N (python -m bench.real_cifar_device pack ...; 19 MB),
+#                         needed by the real-cifar step
 #   PYTHON                interpreter (default .venv/bin/python when present, else python3)
 # Writes OUT_DIR/gpu_check.md (also printed at the end), OUT_DIR/logs/<step>.log, OUT_DIR/steps.tsv, OUT_DIR/env.json,
 # OUT_DIR/json/ (figures, JUnit), OUT_DIR/runs/<run>/ (the trainer runs, checkpoints deleted), and all of these but
@@ -37,13 +45,13 @@
 set -u
 
 usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0" >&2; exit 2; }
-MODE=full STEPS=env,tests,trainers,throughput,selector FMNIST=${FASHION_MNIST:-data/fashion-mnist} OUT=
+MODE=full STEPS= FMNIST=${FASHION_MNIST:-data/fashion-mnist} OUT= CIFAR10=
 while [ $# -gt 0 ]; do
   case $1 in
     --smoke) MODE=smoke ;;
-    --fashion-mnist | --steps)
+    --fashion-mnist | --steps | --cifar10)
       [ $# -ge 2 ] || { echo "$1 needs a value" >&2; usage; }
-      if [ "$1" = --steps ]; then STEPS=$2; else FMNIST=$2; fi
+      case $1 in --steps) STEPS=$2 ;; --cifar10) CIFAR10=$2 ;; *) FMNIST=$2 ;; esac
       shift ;;
     -h | --help) usage ;;
     -*) echo "unknown option $1" >&2; usage ;;
@@ -52,12 +60,18 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ -n "$OUT" ] || usage
+[ -n "$STEPS" ] || STEPS=$([ -n "$CIFAR10" ] && echo env,real-cifar || echo env,tests,trainers,throughput,selector)
 for step in ${STEPS//,/ }; do
-  case $step in env | tests | trainers | throughput | selector) ;; *) echo "unknown step $step" >&2; usage ;; esac
+  case $step in
+    env | tests | trainers | throughput | selector) ;;
+    real-cifar) [ -f "$CIFAR10" ] || { echo "the real-cifar step needs --cifar10 FILE (got '$CIFAR10')" >&2; usage; } ;;
+    *) echo "unknown step $step" >&2; usage ;;
+  esac
 done
 mkdir -p "$OUT"/logs "$OUT"/json "$OUT"/runs
 OUT=$(cd "$OUT" && pwd)
 case $FMNIST in /*) ;; *) FMNIST=$(cd "$(dirname "$0")/.." && pwd)/$FMNIST ;; esac
+[ -z "$CIFAR10" ] || CIFAR10=$(cd "$(dirname "$CIFAR10")" && pwd)/$(basename "$CIFAR10")
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 export PYTHONUNBUFFERED=1  # a log keeps what a process printed before its time limit stopped it
@@ -172,6 +186,10 @@ CUDA_TESTS=(tests/test_cuda.py tests/test_amp.py::test_fp16_on_cuda tests/test_f
 wanted env && run_step env 30 "environment" "$PY" -m bench.gpu_report env "$OUT/env.json"
 
 timings() {  # one at a time, on a quiet machine; the compiled variant, the slowest to warm up, last
+  if wanted real-cifar; then  # data and runs in OUT (the data is left out of the tarball)
+    run_step real-cifar "${RC_LIMIT}" "real CIFAR-10 sym 50%: standard and FINE, the paper's recipe shortened" \
+      "$PY" -m bench.real_cifar_device run --pack "$CIFAR10" --out "$OUT" --json "$OUT/json/real-cifar.json" "${RC[@]}"
+  fi
   if wanted throughput; then
     if [ "$MODE" = full ]; then
       throughput fp32 75 "epochs fp32" --dividemix_batches 0
@@ -200,6 +218,11 @@ throughput() {  # throughput NAME LIMIT DESCRIPTION FLAGS...
   run_step "throughput-$1" "$2" "$3" "$PY" -m bench.train_throughput "${TT[@]}" "${@:4}" \
     --json "$OUT/json/throughput-$1.json"
 }
+if [ "$MODE" = full ]; then
+  RC=(--epochs 18 --warmup 6 --every 4 --run_limit 130) RC_LIMIT=290
+else
+  RC=(--smoke --epochs 3 --warmup 1 --every 1 --run_limit 100) RC_LIMIT=200
+fi
 if [ "$MODE" = full ]; then
   TT=() DM=(--dividemix_batches 40) SEL=(--rounds 3)
 else

@@ -246,12 +246,58 @@ def build_report(out_dir: Path, mode: str) -> tuple[str, bool]:
                          f"{summary.get('arch', '-')} | {args.get('amp', '-')} | {_fmt(summary.get('best_test_acc'))} "
                          f"| {_fmt(summary.get('last_test_acc'))} | {_fmt(selection.get('f1'), 3)} |")
 
+    lines += real_cifar_lines(out_dir / "json" / "real-cifar.json")
+
     for s in steps:
         if not verdicts[s.name][0]:
             log = out_dir / "logs" / f"{s.name}.log"
             tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else ["(no log)"]
             lines += ["", f"### {s.name}: end of logs/{s.name}.log", "", "```", *tail, "```"]
     return "\n".join(lines) + "\n", not failed
+
+
+def real_cifar_lines(path: Path) -> list[str]:
+    """The real-cifar step's figures (``bench.real_cifar_device``): the shortened recipe beside the published one,
+    then test accuracy and seconds per epoch of standard training and FINE (none when the step did not run)."""
+    if not path.exists():
+        return []
+    fig = json.loads(path.read_text())
+    pub, short = fig["published"], fig["shortened"]
+    runs = {r["method"]: r for r in fig["runs"]}
+    lines = ["", "## Real CIFAR-10, sym 50%: the paper's recipe, shortened", "",
+             f"Data unpacked in {fig['unpack']['seconds']} s ({fig['unpack']['train']:,} training images, "
+             f"{short['val_size']:,} of them the noisy validation split, {fig['unpack']['test']:,} test).", "",
+             "| | arch | epochs | warm-up | every | lr milestones (x0.01) | s / epoch standard | s / epoch FINE |",
+             "|---|---|---|---|---|---|---|---|",
+             f"| published recipe | {pub['arch']} | {pub['epochs']} | {pub['warmup']} | {pub['every']} | "
+             f"{' '.join(map(str, pub['milestones']))} | | |"]
+    speed = [_fmt(runs.get(m, {}).get("mean_epoch_s")) for m in ("standard", "fine")]
+    lines.append(f"| this run | {pub['arch'] if not fig['smoke'] else 'small_cnn (smoke)'} | {short['epochs']} | "
+                 f"{short['warmup']} | {short['every']} | {' '.join(map(str, short['milestones']))} | {speed[0]} | "
+                 f"{speed[1]} |")
+    projected = [f"{m} {r['mean_epoch_s'] * pub['epochs'] / 60:.1f} min" for m, r in runs.items()
+                 if r.get("mean_epoch_s")]
+    lines += ["", "Seconds per epoch: the mean from the second epoch on (the first includes the process's set-up). "
+              f"At these speeds the published {pub['epochs']} epochs take: {', '.join(projected) or '-'}."]
+    lines += ["", "| run | status | epochs done | rounds | last test % | best test % (val) | last selection P / R |",
+              "|---|---|---|---|---|---|---|"]
+    for r in fig["runs"]:
+        sel = r.get("selection") or {}
+        status = "finished" if r["finished"] else ("stopped at its limit" if r["status"] is None else
+                                                   f"exit status {r['status']}")
+        lines.append(f"| {r['method']} | {status} | {r['epochs_done']} / {r['epochs']} | {r['rounds']} | "
+                     f"{_fmt(r['test_acc'][-1] if r['test_acc'] else None)} | {_fmt(r.get('best_test_acc'))} | "
+                     f"{_fmt(sel.get('precision'), 3)} / {_fmt(sel.get('recall'), 3)} |")
+    lines += ["", "| epoch | " + " | ".join(f"{m} test % | {m} s" for m in runs) + " |",
+              "|---|" + "---|---|" * len(runs)]
+    for e in range(max((len(r["test_acc"]) for r in runs.values()), default=0)):
+        cells = []
+        for r in runs.values():
+            acc = r["test_acc"][e] if e < len(r["test_acc"]) else None
+            sec = r["epoch_s"][e] if e < len(r["epoch_s"]) else None
+            cells += [_fmt(acc), _fmt(sec)]
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

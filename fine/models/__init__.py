@@ -8,6 +8,7 @@ from __future__ import annotations
 from torch import nn
 
 from fine.errors import UserError
+from fine.models.cifar_cnn import cifar_cnn
 from fine.models.cnn1d import cnn1d
 from fine.models.inception_resnet_v2 import inception_resnet_v2
 from fine.models.mlp import mlp
@@ -16,17 +17,18 @@ from fine.models.resnet_cifar import init_weights, resnet18, resnet34
 from fine.models.small_cnn import small_cnn
 from fine.models.torchvision_models import resnet50
 
-ARCHS = ("preact_resnet18", "resnet18", "resnet34", "small_cnn", "resnet50", "inception_resnet_v2", "mlp", "cnn1d")
+ARCHS = ("preact_resnet18", "resnet18", "resnet34", "small_cnn", "cifar_cnn", "resnet50", "inception_resnet_v2", "mlp",
+         "cnn1d")
 
 # Dimensions of one input sample each architecture takes: 3 for images (C, H, W), 2 for signals (C, L), 1 for table
 # rows (D,).
-SAMPLE_DIMS = {"preact_resnet18": 3, "resnet18": 3, "resnet34": 3, "small_cnn": 3, "resnet50": 3,
+SAMPLE_DIMS = {"preact_resnet18": 3, "resnet18": 3, "resnet34": 3, "small_cnn": 3, "cifar_cnn": 3, "resnet50": 3,
                "inception_resnet_v2": 3, "mlp": 1, "cnn1d": 2}
 _SAMPLE_NAMES = {3: "images (C, H, W)", 2: "signals (C, L)", 1: "table rows (D,)"}
 
 # Input channels each architecture is built for when the caller does not say (mlp: the feature count is required).
-_DEFAULT_IN_CHANNELS = {"preact_resnet18": 3, "resnet18": 3, "resnet34": 3, "small_cnn": 1, "resnet50": 3,
-                        "inception_resnet_v2": 3, "cnn1d": 1}
+_DEFAULT_IN_CHANNELS = {"preact_resnet18": 3, "resnet18": 3, "resnet34": 3, "small_cnn": 1, "cifar_cnn": 3,
+                        "resnet50": 3, "inception_resnet_v2": 3, "cnn1d": 1}
 
 
 def _leading_size(arch: str, in_channels: int | None, input_shape: tuple[int, ...] | None) -> int:
@@ -49,7 +51,7 @@ def _leading_size(arch: str, in_channels: int | None, input_shape: tuple[int, ..
 
 
 # Architectures whose weights --init chooses (the others initialise themselves: torchvision's, or a pretrained file).
-INITIALISED = ("preact_resnet18", "resnet18", "resnet34", "small_cnn")
+INITIALISED = ("preact_resnet18", "resnet18", "resnet34", "small_cnn", "cifar_cnn")
 INITS = ("pytorch", "kaiming")
 
 
@@ -90,7 +92,8 @@ def create_model(arch: str, num_classes: int, *, pretrained: str | None = None, 
     if init not in INITS:
         raise UserError(f"unknown --init {init!r}; choose one of {', '.join(INITS)}")
     builders = {"preact_resnet18": preact_resnet18, "resnet18": resnet18, "resnet34": resnet34,
-                "small_cnn": small_cnn, "inception_resnet_v2": inception_resnet_v2, "mlp": mlp, "cnn1d": cnn1d}
+                "small_cnn": small_cnn, "cifar_cnn": cifar_cnn, "inception_resnet_v2": inception_resnet_v2, "mlp": mlp,
+                "cnn1d": cnn1d}
     model = builders[arch](num_classes, in_channels)
     if init == "kaiming" and arch in INITIALISED:
         init_weights(model)
