@@ -24,6 +24,19 @@ detection of the wrong labels, seconds. End to end (``--e2e``): test accuracy of
 labels, of cleanlab's ``CleanLearning`` around it, of a logistic regression on each listed detector's selection, and
 (``--trainer``) of ``python -m dynamic_selection.train --dataset npz`` (standard and FINE) on the cell written as a
 user's ``.npz``. The issue's targets are printed beside the figures.
+
+Feature sources (``--features``; ``both`` runs both, every row and CSV line names its ``source``):
+
+- ``frozen`` (default): the embedding files above;
+- ``warmup``: the trainer's own warm-up network. ``python -m dynamic_selection.train --method standard`` trains on the
+  cell's noisy labels for the warm-up epochs only (digits: the trainer's digits recipe of ``bench.detection``, 10
+  epochs; ``cifar10``: ``bench.real_cifar``'s reduced class-balanced real CIFAR-10 with its CIFAR-10N label subset
+  and its scale, 20 epochs) and ``engine.detect.network_outputs`` reads the penultimate features and logits of its
+  training samples from the last warm-up checkpoint. Every detector runs on those features; selectors that need
+  logits get the network's (0 trainings beyond the warm-up); ``cleanlab`` the 5-fold cross-validated logistic
+  regression on the network's features as above, and ``cleanlab:in-sample`` the network's own softmax (in-sample
+  probabilities of the network that fitted those labels). No end-to-end rows (no test features).
+  Cells: ``digits sym:0.5``-style synthetic noise on digits or CIFAR-10, ``cifar10 human:<worst|aggre|random1>``.
 """
 from __future__ import annotations
 
@@ -36,8 +49,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import shutil
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +75,8 @@ DEFAULT_CELLS = [f"{d} {n}" for d in ("digits", "fashion_mnist", "cifar10")
 DEFAULT_DETECTORS = ["fine:score=abs", "fine:score=margin", "fine:score=lda", "fine:score=lda,lda_refine=0",
                      "fine:score=lda,lda_decision=mixture", "cleanlab", "knn", "loss-gmm", "small-loss"]
 HUMAN_CELLS = "human:"
+WARMUP_CELLS = ["digits sym:0.5", "digits asym:0.4", "cifar10 human:worst", "cifar10 human:aggre"]
+WARMUP_ONLY_DETECTORS = ["cleanlab:in-sample"]
 # the detector the targets are checked for: engine.detect's default on given features
 TARGET_DETECTOR = "fine:score=lda"
 
@@ -69,16 +86,31 @@ def logistic_regression(seed: int = 0):
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
 
 
-def _cleanlab(cell: Cell) -> dict:
+@dataclass
+class WarmupCell(Cell):
+    """A cell whose features and logits are a warm-up network's outputs on its own training samples."""
+
+    logits: np.ndarray | None = None  # (n, C) the network's logits
+    epochs: int = 0  # warm-up epochs the network was trained for
+    train_seconds: float = 0.0
+
+
+def _cleanlab(cell: Cell, in_sample: bool = False) -> dict:
+    """cleanlab on cross-validated logistic-regression probabilities, or (``in_sample``) on the softmax of the
+    cell's logits (a warm-up network's own outputs; on a frozen cell the in-sample logistic regression's)."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
-    folds = StratifiedKFold(5, shuffle=True, random_state=cell.seed)
-    probs = cross_val_predict(logistic_regression(cell.seed), cell.features, cell.noisy, cv=folds,
-                              method="predict_proba")
+    if in_sample:
+        probs = torch.softmax(_logits(cell).double(), dim=1).numpy()
+    else:
+        folds = StratifiedKFold(5, shuffle=True, random_state=cell.seed)
+        probs = cross_val_predict(logistic_regression(cell.seed), cell.features, cell.noisy, cv=folds,
+                                  method="predict_proba")
     issues = find_label_issues(cell.noisy, probs, return_indices_ranked_by="self_confidence")
     clean = np.ones(len(cell.noisy), dtype=bool)
     clean[issues] = False
-    return {"clean": clean, "score": get_label_quality_scores(cell.noisy, probs), "trainings": 5}
+    trainings = (0 if isinstance(cell, WarmupCell) else 1) if in_sample else 5
+    return {"clean": clean, "score": get_label_quality_scores(cell.noisy, probs), "trainings": trainings}
 
 
 _LOGITS: dict[int, torch.Tensor] = {}  # per cell (by id): the one training the logit selectors share
@@ -86,7 +118,9 @@ _LOGITS: dict[int, torch.Tensor] = {}  # per cell (by id): the one training the 
 
 def _logits(cell: Cell) -> torch.Tensor:
     """(N, C) log-probabilities of one logistic regression fitted on all noisy labels (their cross-entropy against
-    the noisy labels is the per-sample loss)."""
+    the noisy labels is the per-sample loss); of a warm-up cell: the log-softmax of its network's logits."""
+    if isinstance(cell, WarmupCell):
+        return torch.log_softmax(torch.from_numpy(cell.logits).double(), dim=1).float()
     if id(cell) not in _LOGITS:
         _LOGITS.clear()
         probs = logistic_regression(cell.seed).fit(cell.features, cell.noisy).predict_proba(cell.features)
@@ -107,7 +141,8 @@ def _registered(name: str, cell: Cell, options: dict) -> dict:
     sel = select_samples(config, torch.from_numpy(cell.features), logits, torch.from_numpy(cell.noisy),
                          cell.num_classes)
     score = sel.scores.numpy() if spec.higher_is_cleaner else -sel.scores.numpy()
-    return {"clean": sel.clean_mask.numpy(), "score": score, "trainings": int(logits is not None)}
+    trainings = int(logits is not None and not isinstance(cell, WarmupCell))
+    return {"clean": sel.clean_mask.numpy(), "score": score, "trainings": trainings}
 
 
 def parse_options(text: str) -> dict:
@@ -131,12 +166,13 @@ def run_detector(spec: str, cell: Cell) -> dict:
     name, _, options = spec.partition(":")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if name == "cleanlab":
-            out = _cleanlab(cell)
+        if name == "cleanlab" and options in ("", "in-sample"):
+            out = _cleanlab(cell, in_sample=options == "in-sample")
         elif name in REGISTRY:
             out = _registered(name, cell, parse_options(options))
         else:
-            raise UserError(f"unknown detector {spec!r}; choose cleanlab or one of {', '.join(REGISTRY)}")
+            raise UserError(f"unknown detector {spec!r}; choose cleanlab, cleanlab:in-sample or one of "
+                            f"{', '.join(REGISTRY)}")
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -192,6 +228,56 @@ def run_trainer(cell: Cell, method: str, extra: list[str], workdir: Path) -> flo
     return float(summary["last_test_acc"]) / 100
 
 
+def warmup_command(spec: str, seed: int, args: argparse.Namespace, workdir: Path) -> tuple[list[str], int]:
+    """The standard trainer's command line for a warm-up cell and its warm-up epochs."""
+    from bench.detection import SCHEDULES
+    from bench.real_cifar import SCALE, write_reduced
+    dataset, noise = spec.split()
+    kind, _, value = noise.partition(":")
+    noise_flags = (["--noise_kind", "human", "--noise_label", value] if kind == "human" else
+                   ["--noise_kind", kind, "--noise_rate", value])
+    if dataset == "digits":
+        epochs = args.warmup_epochs or SCHEDULES["digits"].warmup
+        data = ["--dataset", "digits", "--data_path", str(workdir / "digits")]
+        schedule = replace(SCHEDULES["digits"], epochs=epochs).flags()
+    elif dataset == "cifar10":
+        epochs = args.warmup_epochs or SCALE.warmup
+        folder = workdir / f"cifar10_reduced_{args.train_per_class}"
+        write_reduced(args.cifar_data, folder, train_per_class=args.train_per_class,
+                      test_per_class=SCALE.test_per_class)
+        data = ["--dataset", "cifar10", "--data_path", str(folder), "--data_on_gpu", "on"]
+        schedule = replace(SCALE, epochs=epochs).flags()
+    else:
+        raise UserError(f"--features warmup: cell {spec!r}: use digits or cifar10 (the reduced real CIFAR-10)")
+    cmd = [sys.executable, "-m", "dynamic_selection.train", *data, *noise_flags, *schedule, "--method", "standard",
+           "--save_epochs", str(epochs - 1), "--seed", str(seed), "--device", "cpu"]
+    return cmd, epochs
+
+
+def warmup_cell(spec: str, seed: int, args: argparse.Namespace, workdir: Path) -> WarmupCell:
+    """Train the standard trainer for the warm-up epochs on the cell's noisy labels and read its network's
+    penultimate features and logits of the training samples from the last warm-up checkpoint."""
+    from engine.detect import network_outputs
+    cmd, epochs = warmup_command(spec, seed, args, workdir)
+    output = workdir / "runs" / f"{spec.replace(' ', '_').replace(':', '')}_s{seed}"
+    shutil.rmtree(output, ignore_errors=True)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT))
+    start = time.perf_counter()
+    proc = subprocess.run([*cmd, "--output", str(output)], capture_output=True, text=True, cwd=ROOT, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+        raise UserError(f"warm-up run failed ({' '.join(cmd[2:])}): {proc.stderr.strip().splitlines()[-1:]}")
+    run_dir = next(output.glob("**/args.json")).parent
+    run_args = argparse.Namespace(**json.loads((run_dir / "args.json").read_text())["args"])
+    out = network_outputs(run_args, run_dir / f"epoch_{epochs - 1:03d}.pt", torch.device("cpu"))
+    if out.clean is None:
+        raise UserError(f"--features warmup: cell {spec!r} has no clean labels to score the detectors against")
+    feats = out.features.numpy().astype(np.float32)
+    return WarmupCell(spec, feats, out.noisy.numpy().astype(np.int64), np.asarray(out.clean, dtype=np.int64),
+                      np.zeros((0, feats.shape[1]), np.float32), np.zeros(0, np.int64), out.num_classes, seed,
+                      logits=out.logits.numpy(), epochs=epochs, train_seconds=seconds)
+
+
 def _mean(values: list[float]) -> float:
     values = [v for v in values if v == v]
     return statistics.fmean(values) if values else float("nan")
@@ -201,31 +287,32 @@ def summarize(rows: list[dict]) -> list[dict]:
     """Mean over seeds per (cell, detector)."""
     groups = defaultdict(list)
     for row in rows:
-        groups[(row["cell"], row["detector"])].append(row)
+        groups[(row.get("source", "frozen"), row["cell"], row["detector"])].append(row)
     out = []
-    for (cell, det), group in groups.items():
+    for (source, cell, det), group in groups.items():
         keys = [k for k in group[0] if isinstance(group[0][k], (int, float)) and k != "seed"]
-        out.append({"cell": cell, "detector": det, "seeds": len(group), **{k: _mean([g[k] for g in group])
-                                                                          for k in keys}})
+        out.append({"source": source, "cell": cell, "detector": det, "seeds": len(group),
+                    **{k: _mean([g[k] for g in group]) for k in keys}})
     return out
 
 
 def target_notes(summary: list[dict], target: str) -> list[str]:
     """The issue's detection targets for ``target``, met or missed by how much, per cell."""
-    by = {(r["cell"], r["detector"]): r for r in summary}
+    by = {(r["source"], r["cell"], r["detector"]): r for r in summary}
     notes = []
-    for cell in dict.fromkeys(r["cell"] for r in summary):
-        ours = by.get((cell, target))
+    for source, cell in dict.fromkeys((r["source"], r["cell"]) for r in summary):
+        ours = by.get((source, cell, target))
         if ours is None:
             continue
         peers = ["cleanlab"] + (["knn"] if HUMAN_CELLS in cell else [])
         for peer in peers:
-            other = by.get((cell, peer))
+            other = by.get((source, cell, peer))
             if other is None:
                 continue
             for metric in ("auroc", "f1"):
                 gap = ours[metric] - other[metric]
-                notes.append(f"{cell}: {target} {metric} {ours[metric]:.3f} vs {peer} {other[metric]:.3f} -> "
+                notes.append(f"[{source}] {cell}: {target} {metric} {ours[metric]:.3f} vs {peer} "
+                             f"{other[metric]:.3f} -> "
                              f"{'met' if gap >= 0 else 'MISSED'} ({gap:+.3f})")
     return notes
 
@@ -248,9 +335,11 @@ def e2e_notes(summary: list[dict], target: str) -> list[str]:
 
 
 def print_table(summary: list[dict]) -> None:
-    print(f"{'cell':28s} {'detector':34s} {'AUROC':>6s} {'F1':>6s} {'P':>6s} {'R':>6s} {'train':>5s} {'sec':>6s}")
+    print(f"{'source':10s} {'cell':28s} {'detector':34s} {'AUROC':>6s} {'F1':>6s} {'P':>6s} {'R':>6s} "
+          f"{'train':>5s} {'sec':>6s}")
     for r in summary:
-        print(f"{r['cell']:28s} {r['detector']:34s} {r['auroc']:6.3f} {r['f1']:6.3f} {r['precision']:6.3f} "
+        print(f"{r['source']:10s} {r['cell']:28s} {r['detector']:34s} {r['auroc']:6.3f} {r['f1']:6.3f} "
+              f"{r['precision']:6.3f} "
               f"{r['recall']:6.3f} {r['trainings']:5.0f} {r['seconds']:6.2f}")
 
 
@@ -259,12 +348,25 @@ def get_args_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embeddings", type=str, default="/work/data/embeddings",
                         help="folder of bench.embeddings' <dataset>.npz files")
-    parser.add_argument("--cells", type=str, nargs="+", default=DEFAULT_CELLS,
-                        help='cells as "<dataset> <kind>:<rate>" or "cifar10 human:<aggre|random1|worst>"')
+    parser.add_argument("--cells", type=str, nargs="+", default=None,
+                        help='cells as "<dataset> <kind>:<rate>" or "cifar10 human:<aggre|random1|worst>" '
+                             f'(default: frozen {" | ".join(DEFAULT_CELLS)}; warmup {" | ".join(WARMUP_CELLS)})')
+    parser.add_argument("--features", type=str, default="frozen", choices=("frozen", "warmup", "both"),
+                        help="feature source: the frozen encoder's embedding files, the trainer's own warm-up "
+                             "network on the noisy labels, or both")
+    parser.add_argument("--warmup_epochs", type=int, default=None,
+                        help="warm-up epochs of the warmup source (default: digits 10, cifar10 20)")
+    parser.add_argument("--cifar_data", type=str, default="/work/data/cifar10",
+                        help="staged CIFAR-10 folder with cifar-n/CIFAR-10_human.pt (warmup source)")
+    parser.add_argument("--train_per_class", type=int, default=50,
+                        help="training images per class of the reduced real CIFAR-10 (warmup source)")
+    parser.add_argument("--workdir", type=str, default=None,
+                        help="warmup source: folder of the reduced data and the warm-up runs (default: temporary)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds (subset, noise, folds)")
     parser.add_argument("--detectors", type=str, nargs="+", default=DEFAULT_DETECTORS,
-                        help="detector specs: cleanlab, or a registered selector with options: "
-                             "<selector>:<option>=<value>,... (fine, knn, loss-gmm, small-loss, ...)")
+                        help="detector specs: cleanlab, cleanlab:in-sample (warmup source by default), or a "
+                             "registered selector with options: <selector>:<option>=<value>,... (fine, knn, loss-gmm, "
+                             "small-loss, ...)")
     parser.add_argument("--target", type=str, default=TARGET_DETECTOR,
                         help="the detector the targets are checked for (engine.detect's default)")
     parser.add_argument("--size", type=int, default=5000, help="detection samples per cell (digits: all it has)")
@@ -281,6 +383,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _detect(cell: Cell, detectors: list[str], source: str, seed: int, rows: list[dict], **extra) -> dict:
+    """Run every detector on the cell, append its rows (labelled with the feature source); the clean masks."""
+    selections = {}
+    for det in detectors:
+        out = run_detector(det, cell)
+        selections[det] = out["clean"]
+        rows.append({"source": source, "cell": cell.name, "seed": seed, "detector": det,
+                     **detection_metrics(out["clean"], out["score"], cell.is_clean),
+                     "trainings": out["trainings"], "seconds": out["seconds"],
+                     "noise_rate": float((~cell.is_clean).mean()), **extra})
+    return selections
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     args = get_args_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -291,31 +406,39 @@ def main(argv: list[str] | None = None) -> list[dict]:
     except ImportError:
         has_cleanlab = False
         print("cleanlab is not installed (pip install -r bench/requirements.txt): its rows are skipped")
-    detectors = [d for d in args.detectors if has_cleanlab or d != "cleanlab"]
+    detectors = [d for d in args.detectors if has_cleanlab or not d.startswith("cleanlab")]
     rows, e2e_rows, files = [], [], {}
-    for spec in args.cells:
-        dataset, noise = spec.split()
-        if dataset not in files:
-            with np.load(Path(args.embeddings) / f"{dataset}.npz") as f:
-                files[dataset] = dict(f)
-        size, test_size = (1257, 540) if dataset == "digits" else (args.size, args.test_size)
-        for seed in args.seeds:
-            cell = make_cell(files[dataset], dataset, noise, seed, size=size, test_size=test_size)
-            selections = {}
-            for det in detectors:
-                out = run_detector(det, cell)
-                selections[det] = out["clean"]
-                rows.append({"cell": cell.name, "seed": seed, "detector": det,
-                             **detection_metrics(out["clean"], out["score"], cell.is_clean),
-                             "trainings": out["trainings"], "seconds": out["seconds"],
-                             "noise_rate": float((~cell.is_clean).mean())})
-            if args.e2e or args.trainer:
-                accs = e2e_logistic(cell, {d: selections[d] for d in args.e2e if d in selections}, has_cleanlab)
-                with tempfile.TemporaryDirectory() as tmp:
-                    for method in args.trainer:
-                        accs[f"trainer {method}"] = run_trainer(cell, method, args.trainer_flags.split(), Path(tmp))
-                e2e_rows += [{"cell": cell.name, "seed": seed, "detector": k, "accuracy": v} for k, v in accs.items()]
-            print(f"done {cell.name} seed {seed}", flush=True)
+    if args.features in ("frozen", "both"):
+        for spec in args.cells or DEFAULT_CELLS:
+            dataset, noise = spec.split()
+            if dataset not in files:
+                with np.load(Path(args.embeddings) / f"{dataset}.npz") as f:
+                    files[dataset] = dict(f)
+            size, test_size = (1257, 540) if dataset == "digits" else (args.size, args.test_size)
+            for seed in args.seeds:
+                cell = make_cell(files[dataset], dataset, noise, seed, size=size, test_size=test_size)
+                selections = _detect(cell, detectors, "frozen", seed, rows)
+                if args.e2e or args.trainer:
+                    accs = e2e_logistic(cell, {d: selections[d] for d in args.e2e if d in selections}, has_cleanlab)
+                    with tempfile.TemporaryDirectory() as tmp:
+                        for method in args.trainer:
+                            accs[f"trainer {method}"] = run_trainer(cell, method, args.trainer_flags.split(),
+                                                                    Path(tmp))
+                    e2e_rows += [{"source": "frozen", "cell": cell.name, "seed": seed, "detector": k, "accuracy": v}
+                                 for k, v in accs.items()]
+                print(f"done [frozen] {cell.name} seed {seed}", flush=True)
+    if args.features in ("warmup", "both"):
+        extra = [d for d in WARMUP_ONLY_DETECTORS if has_cleanlab and "cleanlab" in detectors and d not in detectors]
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(args.workdir or tmp)
+            for spec in args.cells or WARMUP_CELLS:
+                for seed in args.seeds:
+                    cell = warmup_cell(spec, seed, args, workdir)
+                    _detect(cell, detectors + extra, f"warmup{cell.epochs}", seed, rows,
+                            warmup_seconds=cell.train_seconds)
+                    print(f"done [warmup{cell.epochs}] {cell.name} seed {seed}: warm-up run "
+                          f"{cell.train_seconds:.0f} s, {len(cell.noisy)} samples, {(~cell.is_clean).mean():.3f} "
+                          "wrong", flush=True)
     summary = summarize(rows)
     print_table(summary)
     print("\ntargets (mean over seeds):")
@@ -325,7 +448,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print("\nend to end: test accuracy (mean over seeds)")
         e2e_summary = summarize(e2e_rows)
         for r in e2e_summary:
-            print(f"  {r['cell']:28s} {r['detector']:40s} {r['accuracy']:.4f}")
+            print(f"  [{r['source']}] {r['cell']:28s} {r['detector']:40s} {r['accuracy']:.4f}")
         print("\nend-to-end targets (mean over seeds):")
         for note in e2e_notes(e2e_summary, args.target):
             print("  " + note)

@@ -61,3 +61,22 @@ def test_peer_detectors_are_the_registry_selectors_with_their_options(tmp_path):
         peers.run_detector("knn:score=lda", cell)
     with pytest.raises(peers.UserError, match="unknown detector"):
         peers.run_detector("lda:refine=0", cell)
+
+
+def test_peers_on_the_warmup_network(tmp_path, capsys):
+    """The warm-up source: 2 epochs of the standard trainer on noisy digits, detectors on its network's outputs."""
+    args = ["--features", "warmup", "--cells", "digits sym:0.5", "--seeds", "1", "--warmup_epochs", "2",
+            "--workdir", str(tmp_path), "--csv", str(tmp_path / "w.csv")]
+    out = peers.main([*args, "--detectors", "fine:score=lda", "knn", "small-loss"])
+    rows = {(r["source"], r["detector"]): r for r in out}
+    assert set(rows) == {("warmup2", "fine:score=lda"), ("warmup2", "knn"), ("warmup2", "small-loss")}
+    assert rows[("warmup2", "fine:score=lda")]["auroc"] > 0.9 and rows[("warmup2", "small-loss")]["trainings"] == 0
+    text = (tmp_path / "w.csv").read_text()
+    assert text.splitlines()[0].split(",").count("source") == 1 and text.count("warmup2") == 3
+    assert "warmup2" in capsys.readouterr().out
+    again = peers.main([*args, "--detectors", "fine:score=lda"])
+    assert again[0]["auroc"] == rows[("warmup2", "fine:score=lda")]["auroc"]  # deterministic
+    pytest.importorskip("cleanlab")
+    both = peers.main([*args, "--detectors", "cleanlab", "fine:score=lda"])
+    assert {r["detector"] for r in both} == {"cleanlab", "cleanlab:in-sample", "fine:score=lda"}
+    assert {r["detector"]: r["trainings"] for r in both}["cleanlab:in-sample"] == 0
