@@ -2,6 +2,7 @@
 
     python -m bench.detection --peers                      # the same as python -m bench.peers
     python -m bench.peers --cells "cifar10 human:worst" --seeds 1 2 3 --csv peers.csv
+    python -m bench.peers --features warmup --seeds 1 2 3 # on the trainer's warm-up network: ~4 minutes on 2 cores
     pip install -r bench/requirements.txt                  # cleanlab, for the cleanlab rows (skipped without it)
 
 Cells come from the embedding files of ``bench.embeddings`` (``--embeddings``; build them first): a frozen encoder
