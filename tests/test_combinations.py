@@ -50,29 +50,28 @@ FINE_SELECTOR = ("fine", "f-coteaching")  # methods whose rounds run FINE's sele
 DROPPING = ("coteaching", "coteaching+", "fine/small-loss")  # methods with a --forget_rate
 PAPER_DATA = ("cifar10", "cifar10n", "clothing1m", "webvision")  # the published score by default; elsewhere a margin
 FIXED_DRAWS = ("fashion_mnist", "clothing1m")  # data whose cases always pass --num_batches (see write_fixtures)
+# the flags both trainers take, with the values tried (in the generator's order)
+SHARED = {
+    "lr_schedule": ["multistep", "cosine", "linear-decay"],
+    "decay_start": [None, 1],
+    "score": [None, "abs", "squared", "margin", "lda"],
+    "fit": [None, "gmm", "kmeans", "bmm"],
+    "reference": [None, "previous", "class"],
+    "num_batches": [None, 2],
+}
 SPACES = {
     "dynamic_selection": {
         "data": DATA,
         "method": ["standard", *SELECTING, "coteaching", "coteaching+"],
         "loss": ["ce", "gce", "sce", "elr"],
-        "lr_schedule": ["multistep", "cosine", "linear-decay"],
-        "decay_start": [None, 1],
-        "score": [None, "abs", "squared", "margin", "lda"],
-        "fit": [None, "gmm", "kmeans", "bmm"],
-        "reference": [None, "previous", "class"],
-        "num_batches": [None, 2],
+        **SHARED,
         "forget_rate": [None, 0.2, "auto"],
         "amp": ["off", "bf16"],
     },
     "dividemix": {
         "data": DATA,
         "selector": ["loss-gmm", "fine"],
-        "lr_schedule": ["multistep", "cosine", "linear-decay"],
-        "decay_start": [None, 1],
-        "score": [None, "abs", "squared", "margin", "lda"],
-        "fit": [None, "gmm", "kmeans", "bmm"],
-        "reference": [None, "previous", "class"],
-        "num_batches": [None, 2],
+        **SHARED,
         "loss_history": [None, 2],
         "amp": ["off", "bf16"],
     },
