@@ -68,6 +68,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                             "batch_size samples) and trains on what it selects there. Default: one pass over the "
                             "training samples, all of them scored")
     model.add_argument("--batch_size", type=int, default=None, help="mini-batch size (default per recipe)")
+    model.add_argument("--augment", type=str, default="on", choices=("on", "off"),
+                       help="the dataset's training augmentation of images (random crop and flip); off trains on the "
+                            "un-augmented images, where a network memorises noisy labels within a few epochs (e.g. "
+                            "bench/real_cifar.py's CPU scale). Tables and signals have none either way")
     model.add_argument("--lr", type=float, default=None, help="initial learning rate (default per recipe)")
     model.add_argument("--optimizer", type=str, default=None, choices=("sgd", "adam"),
                        help="optimiser (default per recipe: sgd; adam for Co-teaching+)")

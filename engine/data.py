@@ -81,14 +81,16 @@ class TrainBatches:
     a fixed order, or a fresh shuffle per pass). Batches are ``(x, y, index)``, or with ``two_views``
     ``(x1, x2, y, index)``: the same samples under two independent augmentations. On the device the augmentations
     are drawn from ``augment``; on the DataLoader path from torch's generators, as the dataset's transform does.
-    ``len`` is the number of batches of one pass.
+    With ``augment_images`` False the device path serves the un-augmented images (the DataLoader path serves what
+    ``dataset``'s transform makes: give it the test transform's view for the same). ``len`` is the number of
+    batches of one pass.
     """
 
     def __init__(self, sampler: ShardedSampler, *, dataset: Dataset, resident: TensorLoader | None, batch_size: int,
                  augment: torch.Generator, two_views: bool = False, num_workers: int = 0,
-                 pin_memory: bool = False) -> None:
+                 pin_memory: bool = False, augment_images: bool = True) -> None:
         self.sampler, self.dataset, self.resident, self.batch_size = sampler, dataset, resident, batch_size
-        self.augment, self.two_views = augment, two_views
+        self.augment, self.two_views, self.augment_images = augment, two_views, augment_images
         self.loader_kw = dict(num_workers=num_workers, pin_memory=pin_memory)
 
     def __len__(self) -> int:
@@ -102,7 +104,7 @@ class TrainBatches:
 
     def _device_batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.sampler.draw()
-        epoch = dict(shuffle=False, augment=True, batch_size=self.batch_size)
+        epoch = dict(shuffle=False, augment=self.augment_images, batch_size=self.batch_size)
         if not self.two_views:
             yield from self.resident.epoch(order, generator=self.augment, **epoch)
             return

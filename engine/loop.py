@@ -114,12 +114,15 @@ class Run:
 
     def batches(self, indices: torch.Tensor, *, batch_size: int, augment: torch.Generator,
                 shuffle: torch.Generator | None = None, two_views: bool = False) -> TrainBatches:
-        """This process's augmented training batches of the samples ``indices`` (dataset indices): its share of
-        them in the order given, or with ``shuffle`` of a fresh shuffle on every pass (see :class:`TrainBatches`)."""
+        """This process's augmented (``--augment off``: un-augmented) training batches of the samples ``indices``
+        (dataset indices): its share of them in the order given, or with ``shuffle`` of a fresh shuffle on every pass
+        (see :class:`TrainBatches`)."""
         sampler = ShardedSampler(indices, shuffle, world_size=self.world.world_size, rank=self.world.rank)
-        return TrainBatches(sampler, dataset=self.data.bundle.train, resident=self.resident, batch_size=batch_size,
+        bundle, augment_images = self.data.bundle, self.args.augment == "on"
+        dataset = bundle.train if augment_images else bundle.train.view(bundle.test_transform)
+        return TrainBatches(sampler, dataset=dataset, resident=self.resident, batch_size=batch_size,
                             augment=augment, two_views=two_views, num_workers=self.args.workers,
-                            pin_memory=self.device.type == "cuda")
+                            pin_memory=self.device.type == "cuda", augment_images=augment_images)
 
     def extract(self, model: nn.Module, pool: torch.Tensor,
                 augment: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

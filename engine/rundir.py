@@ -18,6 +18,9 @@ from engine.logger import write_json
 # Flags that change where or how a run executes, not what it computes: they stay out of the run's name.
 NON_DEFINING = frozenset({"output", "resume", "overwrite", "dry_run", "device", "workers", "data_path",
                           "save_epochs"})
+# Flags added after run directories were first named: they enter the hash only when set away from these values, so a
+# run started by an earlier version keeps its directory (and --resume finds it).
+LATER_FLAGS = {"augment": "on"}
 
 
 def seed_everything(seed: int) -> None:
@@ -45,7 +48,8 @@ def run_name(args: argparse.Namespace, parts: list[str]) -> str:
     Two runs that differ in any hyperparameter get different directories; the readable part names the ones a reader
     looks for first.
     """
-    defining = {k: v for k, v in sorted(vars(args).items()) if k not in NON_DEFINING}
+    defining = {k: v for k, v in sorted(vars(args).items())
+                if k not in NON_DEFINING and not (k in LATER_FLAGS and v == LATER_FLAGS[k])}
     digest = hashlib.sha1(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:6]
     if args.noise_kind in ("none", "real"):
         noise = {"none": "clean", "real": "real"}[args.noise_kind]

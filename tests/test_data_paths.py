@@ -7,6 +7,7 @@ depends on training noise: a selection round at epoch 0 scores the freshly initi
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 import dividemix.train as dm
-from data_loader import build_datasets
+from data_loader import build_datasets, get_transforms
 from data_loader.tensor_loader import TensorLoader
 from dynamic_selection import train as ds
 from engine.data import TrainBatches
@@ -74,3 +75,36 @@ def test_selection_rounds_are_identical_on_both_paths(tmp_path, trainer, flags):
         np.testing.assert_allclose(a["scores"], b["scores"], rtol=0, atol=1e-5)  # float32 batch sums differ
         np.testing.assert_array_equal(a["mask"], b["mask"])
         assert 0 < a["mask"].sum() < len(a["mask"])  # a real split, not all or nothing
+
+
+@pytest.mark.parametrize("two_views", [False, True])
+def test_without_augmentation_both_paths_serve_the_test_transform_images(digits, two_views):
+    plain = digits.view(get_transforms("digits")[1])
+    indices = torch.arange(3, len(digits), 7)
+    for resident in (False, True):
+        loader = TensorLoader(digits, "digits", batch_size=16, device="cpu") if resident else None
+        batches = TrainBatches(ShardedSampler(indices, torch.Generator().manual_seed(3)), dataset=plain,
+                               resident=loader, batch_size=16, augment=torch.Generator().manual_seed(5),
+                               two_views=two_views, augment_images=False)
+        for batch in batches:
+            expected = torch.stack([plain[i][0] for i in batch[-1].tolist()])
+            for view in batch[:2 if two_views else 1]:
+                torch.testing.assert_close(view, expected, rtol=0, atol=1e-6)
+
+
+def _metrics(tmp_path: Path, data_on_gpu: str, augment: str) -> list[float]:
+    argv = ["--dataset", "digits", "--data_path", str(tmp_path / "data"), "--output", str(tmp_path / data_on_gpu),
+            "--device", "cpu", "--epochs", "2", "--batch_size", "64", "--method", "standard", "--augment", augment,
+            "--data_on_gpu", data_on_gpu, "--overwrite"]
+    summary = ds.main(ds.get_args_parser().parse_args(argv))
+    rows = (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["train/loss"] for line in rows]
+
+
+def test_augment_off_reaches_both_paths_of_the_trainer(tmp_path):
+    # Un-augmented, both paths feed the same images in the same order, so training follows the same path; augmented,
+    # they draw their crops from different generators (by design) and part ways.
+    off = [_metrics(tmp_path, path, "off") for path in ("off", "on")]
+    np.testing.assert_allclose(off[0], off[1], rtol=1e-4)
+    on = [_metrics(tmp_path, path, "on") for path in ("off", "on")]
+    assert not np.allclose(on[0], on[1], rtol=1e-4)

@@ -86,6 +86,7 @@ def test_every_cell_command_is_accepted_by_its_trainer(noise, tmp_path):
         module = ds_train if trainer == "dynamic_selection" else dm_train
         args = module.resolve_args(module.get_args_parser().parse_args(cmd[3:]))
         assert (args.epochs, args.arch, args.val_size, args.seed) == (rc.SCALE.epochs, rc.SCALE.arch, 0, 2)
+        assert args.augment == rc.SCALE.augment
         if method in ("fine", "fine-margin", "loss-gmm", "dividemix", "f-dividemix"):
             assert args.warmup == rc.SCALE.warmup
         if method == "fine":
