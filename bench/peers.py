@@ -31,12 +31,12 @@ Feature sources (``--features``; ``both`` runs both, every row and CSV line name
 - ``frozen`` (default): the embedding files above;
 - ``warmup``: the trainer's own warm-up network. ``python -m dynamic_selection.train --method standard`` trains on the
   cell's noisy labels for the warm-up epochs only (digits: the trainer's digits recipe of ``bench.detection``, 10
-  epochs; ``cifar10``: ``bench.real_cifar``'s reduced class-balanced real CIFAR-10 with its CIFAR-10N label subset
-  and its scale, 20 epochs) and ``engine.detect.network_outputs`` reads the penultimate features and logits of its
-  training samples from the last warm-up checkpoint. Every detector runs on those features; selectors that need
-  logits get the network's (0 trainings beyond the warm-up); ``cleanlab`` the 5-fold cross-validated logistic
-  regression on the network's features as above, and ``cleanlab:in-sample`` the network's own softmax (in-sample
-  probabilities of the network that fitted those labels). No end-to-end rows (no test features).
+  epochs; ``cifar10``: ``bench.real_cifar``'s reduced class-balanced real CIFAR-10 with its CIFAR-10N label subset,
+  its scale and its warm-up, ``SCALE.warmup`` epochs) and ``engine.detect.network_outputs`` reads the penultimate
+  features and logits of its training samples from the last warm-up checkpoint. Every detector runs on those
+  features; selectors that need logits get the network's (0 trainings beyond the warm-up); ``cleanlab`` the 5-fold
+  cross-validated logistic regression on the network's features as above, and ``cleanlab:in-sample`` the network's
+  own softmax (in-sample probabilities of the network that fitted those labels). No end-to-end rows (no test features).
   Cells: ``digits sym:0.5``-style synthetic noise on digits or CIFAR-10, ``cifar10 human:<worst|aggre|random1>``.
 """
 from __future__ import annotations
@@ -356,7 +356,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="feature source: the frozen encoder's embedding files, the trainer's own warm-up "
                              "network on the noisy labels, or both")
     parser.add_argument("--warmup_epochs", type=int, default=None,
-                        help="warm-up epochs of the warmup source (default: digits 10, cifar10 20)")
+                        help="warm-up epochs of the warmup source (default: digits 10, cifar10 bench.real_cifar's "
+                             "warm-up)")
     parser.add_argument("--cifar_data", type=str, default="/work/data/cifar10",
                         help="staged CIFAR-10 folder with cifar-n/CIFAR-10_human.pt (warmup source)")
     parser.add_argument("--train_per_class", type=int, default=50,
