@@ -118,10 +118,20 @@ _COTEACHING_PLUS = {
     "fashion_mnist": dict(optimizer="adam", lr=1e-3, weight_decay=0.0, lr_schedule="linear-decay", num_gradual=3,
                           init_epochs=0),
 }
-# What Co-teaching drops (--forget_rate): 0.9 x --noise_rate on the published datasets (FO loss/coteach.py:64); the
-# measured noise rate where clean labels are known; FINE's estimate from a warm-up round where they are not (real
-# noise, and users' data with their own labels, --noise_kind none).
+# What Co-teaching drops (--forget_rate): 0.9 x --noise_rate on the published datasets' synthetic noise (FO
+# loss/coteach.py:64); the measured noise rate where clean labels are known (other synthetic noise, CIFAR-N's human
+# labels); FINE's estimate from a warm-up round where they are not (real noise, and labels taken as given, --noise_kind
+# none).
 _FORGET_RATE = {"cifar10": "published", "cifar100": "published", "clothing1m": "auto", "webvision": "auto"}
+
+
+def forget_rate_default(dataset: str, noise_kind: str | None) -> str:
+    """Co-teaching's default --forget_rate rule for the data and its label noise (see _FORGET_RATE)."""
+    if noise_kind == "none":
+        return "auto"
+    if noise_kind == "human":
+        return "realised"
+    return _FORGET_RATE.get(dataset, "realised")
 
 
 def recipe(dataset: str, method: str, loss: str, variant: str = "", noise_kind: str | None = None) -> dict:
@@ -132,7 +142,7 @@ def recipe(dataset: str, method: str, loss: str, variant: str = "", noise_kind: 
     out = dict({"reference": "previous", "p_threshold": 0.5, "gmm_max_iter": 100, "init": "pytorch",
                 "bn_after_selection": "train", "score": default_score(dataset)}, **base,
                optimizer="sgd", num_gradual=10, init_epochs=0,
-               forget_rate=_FORGET_RATE.get(dataset, "auto" if noise_kind == "none" else "realised"))
+               forget_rate=forget_rate_default(dataset, noise_kind))
     if loss != "ce":
         out.update(_ROBUST_LOSS.get(dataset, {}))
         if loss == "gce" and dataset == "cifar100":

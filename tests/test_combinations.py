@@ -58,6 +58,7 @@ SHARED = {
     "fit": [None, "gmm", "kmeans", "bmm"],
     "reference": [None, "previous", "class"],
     "num_batches": [None, 2],
+    "augment": [None, "off"],
 }
 SPACES = {
     "dynamic_selection": {

@@ -186,6 +186,10 @@ def test_published_recipes_resolve_as_the_published_code(tmp_path):
     with pytest.raises(UserError, match="--forget_rate published is 0.9 x --noise_rate"):
         resolve("--dataset", "cifar10", "--noise_kind", "human", "--noise_label", "worst", "--method", "coteaching",
                 "--forget_rate", "published")
+    # without a nominal rate the default is the measured one (CIFAR-N's clean labels) or FINE's estimate (none known)
+    human = resolve("--dataset", "cifar10", "--noise_kind", "human", "--noise_label", "worst", "--method", "coteaching")
+    assert human["forget_rate"] == "realised"
+    assert resolve("--dataset", "cifar10", "--noise_kind", "none", "--method", "coteaching")["forget_rate"] == "auto"
 
 
 def test_fine_scores_by_margin_except_on_the_papers_datasets(tmp_path):
