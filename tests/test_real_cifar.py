@@ -65,8 +65,11 @@ def test_reduced_folder_is_a_balanced_subset_in_order_with_its_human_labels(tmp_
 
 
 def test_grid_runs_three_seeds_where_the_issue_asks_and_every_core_cell_once():
-    cells = rc.grid(quick=False)
+    cells = rc.grid(quick=False, extras=True)
     assert len(cells) == len(set(cells))
+    assert cells[:len(rc.grid(quick=False))] == rc.grid(quick=False)  # the extras come after the grid
+    assert {(c.noise, c.method) for c in rc.grid(quick=False) if c.noise not in rc.CORE_NOISES} == {
+        ("sym80", m) for m in ("standard", "fine", "coteaching")}  # what the sym-80 targets compare
     core = {(c.noise, c.method) for c in cells if c.noise in rc.CORE_NOISES}
     assert core == {(n, m) for n in rc.CORE_NOISES for m in rc.METHODS}
     for noise in rc.CORE_NOISES:
