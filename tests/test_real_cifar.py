@@ -71,9 +71,9 @@ def test_grid_runs_three_seeds_where_the_issue_asks_and_every_core_cell_once():
     assert {(c.noise, c.method) for c in rc.grid(quick=False) if c.noise not in rc.CORE_NOISES} == {
         ("sym80", m) for m in ("standard", "fine", "coteaching")}  # what the sym-80 targets compare
     core = {(c.noise, c.method) for c in cells if c.noise in rc.CORE_NOISES}
-    assert core == {(n, m) for n in rc.CORE_NOISES for m in rc.METHODS}
+    assert core == {(n, m) for n in rc.CORE_NOISES for m in rc.GRID_METHODS}
     for noise in rc.CORE_NOISES:
-        for method in rc.METHODS:
+        for method in rc.GRID_METHODS:
             seeds = sorted(c.seed for c in cells if (c.noise, c.method) == (noise, method))
             assert seeds == ([1, 2, 3] if method in rc.THREE_SEEDS.get(noise, ()) else [1])
     first_extra = next(i for i, c in enumerate(cells) if c.noise not in rc.CORE_NOISES)
@@ -90,9 +90,9 @@ def test_every_cell_command_is_accepted_by_its_trainer(noise, tmp_path):
         args = module.resolve_args(module.get_args_parser().parse_args(cmd[3:]))
         assert (args.epochs, args.arch, args.val_size, args.seed) == (rc.SCALE.epochs, rc.SCALE.arch, 0, 2)
         assert args.augment == rc.SCALE.augment
-        if method in ("fine", "fine-margin", "loss-gmm", "dividemix", "f-dividemix"):
+        if method in ("fine", "fine-margin", "loss-gmm", "dividemix", "f-dividemix", "f-coteaching"):
             assert args.warmup == rc.SCALE.warmup
-        if method == "fine":
+        if method in ("fine", "f-coteaching"):
             assert args.score == "abs" and args.selector == "fine"
         if method == "coteaching":
             assert args.forget_rate == ("realised" if noise == "worst" else pytest.approx(0.9 * args.noise_rate))
