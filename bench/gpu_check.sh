@@ -24,7 +24,7 @@
 #               s (the step at 4 minutes); accuracy and seconds per epoch beside the published recipe. It runs alone,
 #               after the functional steps; with it the check's default steps are env,tests,trainers,real-cifar,
 #               still within the 8 minutes (the timings, throughput and selector, then take a call of their own:
-#               bash bench/gpu_check.sh --steps throughput,selector OUT_DIR)
+#               bash bench/gpu_check.sh --steps env,throughput,selector OUT_DIR)
 # then OUT_DIR/gpu_check.md: every step's verdict and every figure beside its target (bench/gpu_report.py).
 #
 # Options and environment:

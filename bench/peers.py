@@ -34,10 +34,10 @@ Feature sources (``--features``; ``both`` runs both, every row and CSV line name
   epochs; ``cifar10``: ``bench.real_cifar``'s reduced class-balanced real CIFAR-10 with its CIFAR-10N label subset,
   50 images per class, trained as that benchmark's first scale did, with crops and flips, 20 epochs) and
   ``engine.detect.network_outputs`` reads the penultimate features and logits of its training samples from the last
-  warm-up checkpoint. Every detector runs on those
-  features; selectors that need logits get the network's (0 trainings beyond the warm-up); ``cleanlab`` the 5-fold
-  cross-validated logistic regression on the network's features as above, and ``cleanlab:in-sample`` the network's
-  own softmax (in-sample probabilities of the network that fitted those labels). No end-to-end rows (no test features).
+  warm-up checkpoint. Every detector runs on those features; selectors that need logits get the network's (0
+  trainings beyond the warm-up); ``cleanlab`` the 5-fold cross-validated logistic regression on the network's
+  features as above, and ``cleanlab:in-sample`` the network's own softmax (in-sample probabilities of the network
+  that fitted those labels). No end-to-end rows (no test features).
   Cells: ``digits sym:0.5``-style synthetic noise on digits or CIFAR-10, ``cifar10 human:<worst|aggre|random1>``.
 """
 from __future__ import annotations
